@@ -1,0 +1,352 @@
+"""``relevance explain PATH...``: write a relevance overlay PNG per image and explained class.
+
+Files are named ``OUT/<image-stem>__<rank>_<class-slug>__<method>.png`` where ``rank`` is the class's
+position in the model's prediction (1 = top class). The overlay is drawn on the original image at its
+own resolution. Unreadable files are reported on stderr (``error: <path>: <reason>``) and skipped;
+the exit status is 1 when any input failed, 2 for usage errors (unknown method, model, class...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_OUT = "relevance_out"
+
+
+class UsageError(Exception):
+    """A problem with the command line itself; reported as ``error: ...`` with exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------- arguments
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``explain`` options on ``parser``."""
+    from relevance.render import COLORMAPS
+
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders (searched recursively)")
+    parser.add_argument("--model", default=None,
+                        help="shapes-vit, or a timm ViT/DeiT name (default: ImageNet ViT-B/16 when its weights are "
+                             "cached or downloadable, else shapes-vit)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="local weights (.safetensors, or .pth loaded with weights_only=True) for --model")
+    parser.add_argument("--method", default="transformer_attribution",
+                        help="explanation method (default: transformer_attribution); see relevance.list_methods()")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--target", default=None, metavar="CLASS",
+                       help="explain this class (index or name) instead of the prediction")
+    which.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+                       help="explain each of the K top predicted classes (default: 1)")
+    parser.add_argument("--start-layer", type=_non_negative_int, default=0, metavar="N",
+                        help="first block of the rollout product (default 0; the paper's benchmarks use 1)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="images per batch (default 8)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--colormap", default="jet", choices=list(COLORMAPS), help="colour map (default jet)")
+    parser.add_argument("--alpha", type=_unit_float, default=0.5, metavar="A",
+                        help="opacity of the colour map over the photo, 0..1 (default 0.5)")
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+
+def collect_images(paths: Sequence[str], exclude: Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders into a list of files; folders give their image files, sorted.
+
+    Returns (files, problems) where problems are (path, reason) pairs for missing paths and folders
+    without images. Explicit files are kept whatever their extension (decoding reports bad ones).
+    Files under ``exclude`` (the output folder) are skipped.
+    """
+    from relevance.images import IMAGE_EXTENSIONS
+
+    excluded = exclude.resolve() if exclude is not None else None
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+                and not (excluded is not None and excluded in p.resolve().parents)
+            )
+            if not found:
+                problems.append((text, "folder contains no image files"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append((text, "no such file or folder"))
+    return files, problems
+
+
+def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# ---------------------------------------------------------------------------------------- classes
+
+
+def class_label(index: int, class_names: Sequence[str] | None) -> str:
+    """Display name of a class (its index when the model has no names)."""
+    return class_names[index] if class_names else f"class {index}"
+
+
+def slugify(text: str, max_length: int = 40) -> str:
+    """File-name-safe lower-case slug: ``"tabby, tabby cat" -> "tabby-tabby-cat"``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "class"
+
+
+def resolve_target(text: str, class_names: Sequence[str] | None, num_classes: int) -> int:
+    """A class index from ``--target``: an index, a full class name or one of its comma-separated
+    synonyms (ImageNet style), case-insensitively. Raises UsageError with close matches otherwise."""
+    text = text.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        index = int(text)
+        if not 0 <= index < num_classes:
+            raise UsageError(f"--target {index} is out of range: the model has classes 0..{num_classes - 1}")
+        return index
+    if not class_names:
+        raise UsageError(f"the model has no class names: give --target as an index 0..{num_classes - 1}")
+    lookup: dict[str, set[int]] = {}
+    for index, name in enumerate(class_names):
+        keys = {name.lower().strip()} | {part.lower().strip() for part in name.split(",")}
+        for key in keys:
+            if key:
+                lookup.setdefault(key, set()).add(index)
+    matches = lookup.get(text.lower())
+    if matches and len(matches) == 1:
+        return next(iter(matches))
+    if matches:
+        listed = ", ".join(f"{i} ({class_names[i]})" for i in sorted(matches))
+        raise UsageError(f"--target {text!r} is ambiguous: it names classes {listed}; give the index")
+    close = difflib.get_close_matches(text.lower(), list(lookup), n=5, cutoff=0.6)
+    hint = ("; close matches: " + ", ".join(repr(c) for c in close)) if close else ""
+    raise UsageError(f"unknown class {text!r}{hint}")
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class _Setup:
+    model: object
+    method: str
+    class_names: list[str] | None
+    num_classes: int
+    target: int | None
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r}; use cpu or cuda") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but CUDA is not available here (no GPU or a CPU-only "
+                         "PyTorch build); use --device cpu")
+    return device
+
+
+def _check_method(name: str) -> str:
+    import relevance
+
+    try:
+        return relevance.get_method(name).name
+    except ValueError:
+        aliases = ", ".join(f"{a} ({m})" for a, m in relevance.ALIASES.items())
+        raise UsageError(f"unknown method {name!r}; valid methods: {', '.join(relevance.list_methods())}; "
+                         f"aliases: {aliases}") from None
+
+
+def _load_model(args: argparse.Namespace):
+    import models
+
+    if args.model is not None and args.model != "shapes-vit":
+        import timm
+
+        if not timm.is_model(args.model):
+            suggestions = difflib.get_close_matches(args.model, timm.list_models("*vit*") + timm.list_models("deit*"),
+                                                    n=5, cutoff=0.6)
+            hint = f"; close timm names: {', '.join(suggestions)}" if suggestions else ""
+            raise UsageError(f"unknown model {args.model!r}; valid models: shapes-vit, "
+                             f"{', '.join(models.HUB_MODELS.values())}, or another timm ViT/DeiT name{hint}")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise UsageError(f"checkpoint not found: {args.checkpoint}")
+    try:
+        return models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
+    except (ValueError, TypeError, RuntimeError, OSError) as error:
+        raise UsageError(f"cannot load model {args.model or '(default)'}: {error}") from None
+
+
+def _setup(args: argparse.Namespace) -> _Setup:
+    method = _check_method(args.method)
+    args.device = _check_device(args.device)
+    model = _load_model(args)
+    depth = len(getattr(model, "blocks", []))
+    if depth and args.start_layer >= depth:
+        raise UsageError(f"--start-layer must be below the model's {depth} blocks, got {args.start_layer}")
+    num_classes = int(model.num_classes)
+    class_names = getattr(model, "class_names", None)
+    if args.top_k is not None and args.top_k > num_classes:
+        raise UsageError(f"--top-k {args.top_k} exceeds the model's {num_classes} classes")
+    target = resolve_target(args.target, class_names, num_classes) if args.target is not None else None
+    return _Setup(model=model, method=method, class_names=class_names, num_classes=num_classes, target=target)
+
+
+# ---------------------------------------------------------------------------------------- run
+
+
+class _Reporter:
+    """Writes messages without breaking the tqdm bar; counts failures."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, file=sys.stderr, unit="image", disable=total <= 1, leave=False)
+        self.failures = 0
+
+    def error(self, path: object, reason: str) -> None:
+        self.failures += 1
+        self.bar.write(f"error: {path}: {reason}", file=sys.stderr)
+
+    def info(self, text: str) -> None:
+        self.bar.write(text, file=sys.stdout)
+
+    def advance(self, count: int) -> None:
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _unique_stem(path: Path, used: dict[str, int]) -> str:
+    stem = path.stem
+    used[stem] = used.get(stem, 0) + 1
+    return stem if used[stem] == 1 else f"{stem}-{used[stem]}"
+
+
+def _explain_batch(setup: _Setup, args: argparse.Namespace, paths: Sequence[Path], reporter: _Reporter,
+                   used_stems: dict[str, int], out_dir: Path) -> int:
+    """Explain one batch; returns the number of overlays written."""
+    import numpy as np
+    from PIL import Image
+
+    import relevance
+    from relevance.images import ImageError, load_image, prepare
+    from relevance.render import overlay
+
+    loaded: list[tuple[Path, np.ndarray]] = []
+    for path in paths:
+        try:
+            loaded.append((path, load_image(path)))
+        except ImageError as error:
+            reason = str(error)
+            prefix = f"{path}: "
+            reporter.error(path, reason[len(prefix):] if reason.startswith(prefix) else reason)
+    if not loaded:
+        return 0
+    batch = prepare([rgb for _, rgb in loaded], setup.model.data_config)
+    try:
+        first = relevance.explain(setup.model, batch.pixels, method=setup.method, target=setup.target,
+                                  start_layer=args.start_layer)
+    except (RuntimeError, ValueError, TypeError) as error:
+        for path, _ in loaded:
+            reporter.error(path, f"explanation failed ({error})")
+        return 0
+    logits = first.logits.float()
+    probabilities = logits.softmax(dim=-1).cpu()
+    order = logits.argsort(dim=-1, descending=True).cpu()
+    # ranks: one (B,) tensor of classes per explained rank
+    explained = [(first.target.cpu(), first)]
+    for rank in range(1, args.top_k or 1):
+        classes = order[:, rank]
+        explained.append((classes, relevance.explain(setup.model, batch.pixels, method=setup.method,
+                                                      target=classes, start_layer=args.start_layer)))
+    shown = min(setup.num_classes, max(3, args.top_k or 1))
+    written = 0
+    for i, (path, rgb) in enumerate(loaded):
+        top = ", ".join(f"{class_label(int(c), setup.class_names)} {float(probabilities[i, c]):.1%}"
+                        for c in order[i, :shown])
+        reporter.info(f"{path}: {top}")
+        stem = _unique_stem(path, used_stems)
+        for classes, explanation in explained:
+            cls = int(classes[i])
+            rank = int((order[i] == cls).nonzero()[0, 0]) + 1
+            name = slugify(class_label(cls, setup.class_names))
+            target_file = out_dir / f"{stem}__{rank}_{name}__{explanation.method}.png"
+            picture = overlay(rgb, explanation.relevance[i], batch.geometries[i], colormap=args.colormap,
+                              alpha=args.alpha)
+            try:
+                Image.fromarray(picture).save(target_file)
+            except OSError as error:
+                reporter.error(target_file, f"cannot write ({error})")
+                continue
+            written += 1
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``relevance explain``; returns 0, 1 (some inputs failed) or 2 (usage error)."""
+    out_dir = Path(args.out)
+    files, problems = collect_images(args.paths, exclude=out_dir)
+    try:
+        setup = _setup(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: {out_dir}: cannot create the output folder ({error})", file=sys.stderr)
+        return EXIT_USAGE
+
+    import relevance
+
+    if (args.top_k or 1) > 1 and not relevance.METHODS[setup.method].class_specific:
+        print(f"note: {setup.method} is not class-specific: every class gets the same map", file=sys.stderr)
+    reporter = _Reporter(total=len(files))
+    for path, reason in problems:
+        reporter.error(path, reason)
+    written = 0
+    used_stems: dict[str, int] = {}
+    try:
+        for chunk in _batches(files, args.batch_size):
+            written += _explain_batch(setup, args, chunk, reporter, used_stems, out_dir)
+            reporter.advance(len(chunk))
+    finally:
+        reporter.close()
+    print(f"wrote {written} overlay{'s' if written != 1 else ''} to {out_dir}")
+    return EXIT_SOME_FAILED if reporter.failures or not files else EXIT_OK

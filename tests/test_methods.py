@@ -1,0 +1,160 @@
+"""The seven methods: the reference's numbers, conservation, the spec's equalities, batching, targets."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DEVICE, tiny_timm_vit
+from safetensors import safe_open
+
+import relevance
+from relevance import methods as M
+from relevance.tape import recording
+from models import vit
+
+GOLDEN = Path(__file__).parent / "golden" / "chefer_reference.safetensors"
+
+
+@pytest.fixture(scope="module")
+def golden():
+    """Weights, input and maps of the authors' implementation (benchmarks/reference_parity.py wrote them)."""
+    import timm
+
+    with safe_open(str(GOLDEN), framework="pt") as handle:
+        meta = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    timm_model = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=int(meta["width"]),
+                                   depth=int(meta["depth"]), num_heads=int(meta["heads"]), num_classes=10)
+    timm_model.load_state_dict({k.removeprefix("weights/"): v for k, v in tensors.items() if k.startswith("weights/")})
+    reference = {k.removeprefix("reference/"): v for k, v in tensors.items() if k.startswith("reference/")}
+    return vit.from_timm(timm_model.eval()), tensors["input"], reference
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_every_method_reproduces_the_reference_implementation(golden, dtype):
+    model, image, reference = golden
+    # the reference run in the same precision: float32 rounding is amplified by the LRP baseline's rules
+    model = model.to(device=DEVICE, dtype=dtype)
+    precision = "float64" if dtype == torch.float64 else "float32"
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    cases = {k.removeprefix(precision + "/"): v for k, v in reference.items() if k.startswith(precision + "/")}
+    assert len(cases) == 14 and set(k.split("/")[0] for k in cases) == set(relevance.list_methods())
+    for key, expected in cases.items():
+        expected = expected.double()
+        method, target, start = key.split("/")
+        target = None if target == "target=None" else int(target.split("=")[1])
+        result = relevance.explain(model, image.to(DEVICE, dtype), method=method, target=target,
+                                   start_layer=int(start.split("=")[1]))
+        error = (result.relevance[0].double().cpu() - expected).abs().max() / expected.abs().max()
+        assert error <= tolerance, f"{key}: relative error {error:.2e}"
+
+
+@pytest.fixture(scope="module")
+def models64():
+    return {
+        "class-token": vit.from_timm(tiny_timm_vit()).double().to(DEVICE),
+        "distilled": vit.from_timm(tiny_timm_vit("deit_tiny_distilled_patch16_224")).double().to(DEVICE),
+        "avg-pool": vit.from_timm(tiny_timm_vit(global_pool="avg", class_token=False, fc_norm=True)).double().to(DEVICE),
+    }
+
+
+def images(batch: int, seed: int = 3, size=(32, 32)) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.randn(batch, 3, *size, dtype=torch.float64, device=DEVICE)
+
+
+@pytest.mark.parametrize("kind", ["class-token", "distilled", "avg-pool"])
+def test_relevance_is_conserved_at_every_block(models64, kind):
+    # spec §1.6 and §8.5: from a one-hot start, the total at every block input stays about 1
+    totals = relevance.relevance_per_block(models64[kind], images(3), target=[0, 4, 6])
+    assert totals.shape == (3, 4)
+    torch.testing.assert_close(totals, torch.ones_like(totals), rtol=0, atol=1e-3)
+    baseline = relevance.relevance_per_block(models64[kind], images(3), target=[0, 4, 6], method="lrp")
+    assert (baseline[:, 0] - 1).abs().min() > 0.1  # the baselines' rules do not conserve (spec §1.4)
+
+
+def test_transformer_attribution_with_attention_in_place_of_relevance_equals_gradient_rollout(models64):
+    # spec §8.6: with s = 0 and R_A replaced by A, the product is the ICCV 2021 rule prod(I + E_h[(dA*A)^+])
+    model, x = models64["class-token"], images(2).requires_grad_(True)
+    with recording() as tape:
+        logits = model(x)
+        one_hot = torch.nn.functional.one_hot(torch.tensor([1, 5], device=DEVICE), logits.shape[1]).double()
+        gradients = torch.autograd.grad(logits, tape.attention, one_hot)
+        maps = M.transformer_attribution_maps(gradients, [a.detach() for a in tape.attention])
+        product = M.aggregate_transformer_attribution(maps, tape.layout)
+    rollout = relevance.explain(model, x.detach(), method="gradient_rollout", target=[1, 5]).relevance
+    torch.testing.assert_close(product.reshape(rollout.shape), rollout, rtol=1e-12, atol=1e-15)
+    attribution = relevance.explain(model, x.detach(), method="transformer_attribution", target=[1, 5]).relevance
+    assert (attribution - rollout).abs().max() > 1e-3 * rollout.abs().max()  # R_A really is not A
+
+
+@pytest.mark.parametrize("kind", ["class-token", "distilled", "avg-pool"])
+@pytest.mark.parametrize("method", relevance.list_methods())
+def test_a_batch_gives_the_maps_of_single_calls(models64, kind, method):
+    model, x, targets = models64[kind], images(3), [2, 0, 6]
+    batch = relevance.explain(model, x, method=method, target=targets, start_layer=1)
+    assert batch.target.tolist() == targets
+    for i in range(3):
+        single = relevance.explain(model, x[i:i + 1], method=method, target=targets[i], start_layer=1)
+        torch.testing.assert_close(batch.relevance[i:i + 1], single.relevance, rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(batch.logits[i:i + 1], single.logits, rtol=1e-12, atol=1e-12)
+
+
+def test_attention_maps_equal_those_computed_from_timms_own_attention():
+    timm_model = tiny_timm_vit()
+    model = vit.from_timm(timm_model).double()
+    x = images(2)
+    probabilities = []
+    for block in timm_model.blocks:
+        block.attn.fused_attn = False  # eager: its attn_drop receives the probabilities
+        block.attn.attn_drop.register_forward_hook(lambda module, args, out: probabilities.append(out.detach()))
+    with torch.no_grad():
+        timm_model.double()(x)
+    expected_raw = probabilities[-1].mean(dim=1)[:, 0, 1:].reshape(2, 4, 4)
+    torch.testing.assert_close(relevance.explain(model, x, method="attention").relevance, expected_raw)
+    eye = torch.eye(17, dtype=torch.float64)
+    joint = None
+    for attention in probabilities:
+        step = attention.mean(dim=1) + eye
+        step = step / step.sum(dim=-1, keepdim=True)
+        joint = step if joint is None else step @ joint
+    torch.testing.assert_close(relevance.explain(model, x, method="rollout").relevance,
+                               joint[:, 0, 1:].reshape(2, 4, 4))
+
+
+def test_shapes_signs_and_class_dependence(models64):
+    model, x = models64["class-token"], images(2)
+    maps = {m: relevance.explain(model, x, method=m, target=[1, 2]).relevance for m in relevance.list_methods()}
+    others = {m: relevance.explain(model, x, method=m, target=[3, 3]).relevance for m in relevance.list_methods()}
+    for method, values in maps.items():
+        assert values.shape == ((2, 32, 32) if method == "lrp" else (2, 4, 4)), method
+        assert torch.isfinite(values).all(), method
+        class_agnostic = method in ("attention", "rollout")
+        assert torch.equal(values, others[method]) == class_agnostic, method
+    for method in ("attention", "rollout", "transformer_attribution", "gradient_rollout", "partial_lrp"):
+        assert (maps[method] >= 0).all(), method
+    gradcam = maps["attention_gradcam"].flatten(1)
+    assert ((gradcam.max(dim=1).values == 1) | (gradcam == 0).all(dim=1)).all()  # min-max, constant -> zeros
+    assert (gradcam.min(dim=1).values == 0).all()
+
+
+def test_targets_default_to_each_samples_argmax_and_accept_every_form(models64):
+    model, x = models64["class-token"], images(3)
+    default = relevance.explain(model, x, method="gradient_rollout")
+    assert torch.equal(default.target, default.logits.argmax(dim=1))
+    as_int = relevance.explain(model, x, method="gradient_rollout", target=4)
+    as_tensor = relevance.explain(model, x, method="gradient_rollout", target=torch.tensor([4, 4, 4]))
+    assert as_int.target.tolist() == [4, 4, 4]
+    torch.testing.assert_close(as_int.relevance, as_tensor.relevance, rtol=0, atol=0)
+    for bad, error in ([(7, ValueError), ([1, 2], ValueError), ([1.0, 2.0, 3.0], TypeError), (-1, ValueError)]):
+        with pytest.raises(error):
+            relevance.explain(model, x, method="gradient_rollout", target=bad)
+
+
+def test_aliases_and_start_layer():
+    assert relevance.get_method("TransAtt").name == "transformer_attribution"
+    assert relevance.get_method("GAE").name == "gradient_rollout"
+    model, x = vit.from_timm(tiny_timm_vit()).double(), images(1)
+    late = relevance.explain(model, x, method="transformer_attribution", start_layer=2).relevance
+    early = relevance.explain(model, x, method="transformer_attribution", start_layer=0).relevance
+    assert not torch.allclose(late, early)
