@@ -287,7 +287,7 @@ def _explain_batch(setup: _Setup, args: argparse.Namespace, paths: Sequence[Path
             reporter.error(path, f"explanation failed ({error})")
         return 0
     logits = first.logits.float()
-    probabilities = logits.softmax(dim=-1).cpu()
+    probabilities = first.probabilities.float().cpu()  # sigmoid for multi-label models
     order = logits.argsort(dim=-1, descending=True).cpu()
     # ranks: one (B,) tensor of classes per explained rank
     explained = [(first.target.cpu(), first)]

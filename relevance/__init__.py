@@ -5,7 +5,8 @@ Chefer et al. (CVPR 2021 transformer attribution; ICCV 2021 gradient rollout) an
 The engine imports no model code: models are built from :mod:`relevance.layers` (see the ``models`` package).
 """
 
-from relevance.explain import AttentionNotCapturedError, Explanation, explain, relevance_per_block
+from relevance.explain import (AttentionNotCapturedError, Explanation, class_probabilities, explain,
+                               relevance_per_block)
 from relevance.methods import ALIASES, METHODS, get_method, list_methods
 from relevance.rules import LRP_BASELINE_RULES, TRANSFORMER_ATTRIBUTION_RULES, RuleSet
 
@@ -17,6 +18,7 @@ __all__ = [
     "METHODS",
     "RuleSet",
     "TRANSFORMER_ATTRIBUTION_RULES",
+    "class_probabilities",
     "explain",
     "get_method",
     "list_methods",

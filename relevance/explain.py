@@ -54,11 +54,12 @@ class Explanation:
     originals: list[np.ndarray] | None = None
     geometries: list[Any] | None = None
     class_names: list[str] | None = field(default=None, repr=False)
+    multi_label: bool = False
 
     @property
     def probabilities(self) -> Tensor:
-        """(B, C) softmax of the logits."""
-        return self.logits.softmax(dim=-1)
+        """(B, C) class probabilities: softmax, or one sigmoid per class for multi-label models."""
+        return class_probabilities(self.logits, self.multi_label)
 
     def heatmaps(self, size: tuple[int, int] | None = None) -> Tensor:
         """(B, H, W) maps in [0, 1]: upsampled bilinearly to ``size`` (default: the model input's size) and
@@ -88,6 +89,12 @@ class Explanation:
         """Name of sample ``index``'s explained class (its number when the model has no names)."""
         target = int(self.target[index])
         return self.class_names[target] if self.class_names else str(target)
+
+
+def class_probabilities(logits: Tensor, multi_label: bool = False) -> Tensor:
+    """(B, C) probabilities of logits: softmax, or independent sigmoids for a multi-label model (one trained with
+    one binary cross-entropy per class, which says so with ``model.multi_label = True``)."""
+    return logits.sigmoid() if multi_label else logits.softmax(dim=-1)
 
 
 def _pixels_to_uint8(pixels: Tensor) -> np.ndarray:
@@ -147,7 +154,8 @@ def explain(model: nn.Module, images: Any, *, method: str = "transformer_attribu
         maps = maps.reshape(maps.shape[0], *record.layout.grid_size)
     return Explanation(relevance=maps.detach(), logits=logits.detach(), target=targets, method=spec.name,
                        start_layer=start_layer, pixels=pixels.detach(), originals=originals,
-                       geometries=geometries, class_names=getattr(model, "class_names", None))
+                       geometries=geometries, class_names=getattr(model, "class_names", None),
+                       multi_label=bool(getattr(model, "multi_label", False)))
 
 
 def _depth(model: nn.Module) -> int:

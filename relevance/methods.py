@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from relevance.render import normalize
 from relevance.rules import LRP_BASELINE_RULES, TRANSFORMER_ATTRIBUTION_RULES, RuleSet
 from relevance.tape import TokenLayout
 
@@ -93,15 +94,6 @@ def head_mean(tensor: Tensor) -> Tensor:
     return tensor.mean(dim=1)
 
 
-def minmax(maps: Tensor) -> Tensor:
-    """Min-max per map over all but the first axis; a constant map gives zeros (never NaN)."""
-    flat = maps.reshape(maps.shape[0], -1)
-    low, high = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
-    span = high - low
-    normalized = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), torch.zeros_like(flat))
-    return normalized.reshape(maps.shape)
-
-
 # ----------------------------------------------------------------------------------------------- methods
 def transformer_attribution_maps(gradients: Sequence[Tensor], attention_relevance: Sequence[Tensor]) -> list[Tensor]:
     """``M_b = E_h[(dy_t/dA_b * R_A_b)^+]`` per block (spec §2.1 step 5; CVPR 2021 Eq. 13)."""
@@ -148,7 +140,7 @@ def attention_gradcam(record: Record) -> Tensor:
     rows = torch.stack([readout_row(attention[:, h], layout) for h in range(attention.shape[1])], dim=1)
     grad_rows = torch.stack([readout_row(gradient[:, h], layout) for h in range(gradient.shape[1])], dim=1)
     weights = grad_rows.mean(dim=-1, keepdim=True)
-    return minmax((rows * weights).mean(dim=1).clamp(min=0))
+    return normalize((rows * weights).mean(dim=1).clamp(min=0).unsqueeze(1)).squeeze(1)
 
 
 def partial_lrp(record: Record) -> Tensor:
