@@ -1,0 +1,194 @@
+"""`relevance demo`: a Gradio app that explains what a vision transformer looks at.
+
+The page has one tab per task; today "Image classification" (:mod:`demos.app_image`). Later
+tasks (text classification, image-text matching) add sibling ``*_tab`` functions called from
+:func:`build_app`. Models are loaded once, before the server starts (:mod:`demos.app_models`),
+and shared read-only by all requests.
+
+Run it with ``relevance demo [--host 127.0.0.1] [--port 7860] [--share] [--device cpu]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+# Keep Gradio and the hub client quiet and off the network unless the user says otherwise.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from demos.app_image import image_classification_tab  # noqa: E402
+from demos.app_models import EMBEDDED_LABEL, ModelCatalog, load_catalog  # noqa: E402
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "MAX_FILE_SIZE",
+    "add_arguments",
+    "build_app",
+    "launch_app",
+    "model_notice",
+    "run",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+#: Largest upload the server accepts (Gradio refuses bigger files before they reach a handler).
+MAX_FILE_SIZE = "20mb"
+#: Concurrent explanations per app (the models are shared read-only; each request has its own tape).
+CONCURRENCY_LIMIT = 2
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHAPES_EXAMPLES_DIR = ASSETS / "examples"
+PHOTO_EXAMPLES_DIR = ASSETS / "samples"
+
+TITLE = "relevance: what does the transformer look at?"
+INTRO = (
+    "# relevance\n"
+    "Explain what a vision transformer looks at: pick an image, a model, a method and a class, "
+    "and see the relevance map laid over the image. Methods: transformer attribution "
+    "(Chefer et al., CVPR 2021), gradient rollout (ICCV 2021) and baselines."
+)
+
+
+def _examples(folder: Path, patterns: tuple[str, ...]) -> list[str]:
+    files = [p for pattern in patterns for p in folder.glob(pattern) if p.is_file()]
+    return [str(p) for p in sorted(files)]
+
+
+def model_notice(catalog: ModelCatalog) -> str:
+    """The banner at the top of the page: which models are served, and why some are not."""
+    if catalog.offline:
+        return (
+            "**No model hub reachable: using the embedded shapes model** "
+            f"({EMBEDDED_LABEL}: a small ViT trained on synthetic shapes scenes; try the shapes examples). "
+            "The ImageNet models are listed below with the reason they are unavailable."
+        )
+    return "Models: " + ", ".join(html.escape(label) for label in catalog.labels) + "."
+
+
+def build_app(
+    models: Mapping[str, torch.nn.Module] | ModelCatalog | None = None,
+    *,
+    device: str = "cpu",
+    concurrency_limit: int = CONCURRENCY_LIMIT,
+    shapes_examples: Sequence[str] | None = None,
+    photo_examples: Sequence[str] | None = None,
+) -> gr.Blocks:
+    """Build the demo's page.
+
+    Args:
+        models: the models to serve, label -> loaded model (tests inject small ones), or a
+            :class:`ModelCatalog`; None loads the default catalog (hub models when available,
+            the embedded shapes model always).
+        device: where the default catalog's models run (ignored when ``models`` is given).
+        concurrency_limit: how many explanations may run at once.
+        shapes_examples, photo_examples: example image files; None: the bundled shapes scenes
+            (``assets/examples``) when the embedded model is served, the bundled photos
+            (``assets/samples``) when a hub model is.
+    """
+    if models is None:
+        catalog = load_catalog(device)
+    elif isinstance(models, ModelCatalog):
+        catalog = models
+    else:
+        catalog = ModelCatalog.from_models(models)
+    if shapes_examples is None:
+        shapes_examples = _examples(SHAPES_EXAMPLES_DIR, ("*.png",)) if EMBEDDED_LABEL in catalog.models else []
+    if photo_examples is None:
+        photo_examples = _examples(PHOTO_EXAMPLES_DIR, ("*.jpg", "*.jpeg", "*.png")) if catalog.hub_labels else []
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        gr.Markdown(INTRO)
+        gr.Markdown(model_notice(catalog), elem_id="model-notice")
+        with gr.Tabs():
+            image_classification_tab(
+                catalog,
+                shapes_examples=shapes_examples,
+                photo_examples=photo_examples,
+                concurrency_limit=concurrency_limit,
+            )
+    app.queue(default_concurrency_limit=concurrency_limit, max_size=64)
+    return app
+
+
+def launch_app(
+    app: gr.Blocks, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, share: bool = False
+) -> str:
+    """Start serving ``app`` in a background thread and return its local URL.
+
+    Binds 127.0.0.1 unless told otherwise, caps uploads at :data:`MAX_FILE_SIZE`, and shows
+    handler errors in the page (the handlers only ever raise readable messages).
+    """
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_FILE_SIZE,
+        show_error=True,
+        inbrowser=False,
+        quiet=True,
+        prevent_thread_lock=True,
+        ssr_mode=False,
+        footer_links=["api"],
+    )
+    return str(app.local_url or f"http://{host}:{port}/")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``relevance demo``."""
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``relevance demo``: load the models once, then serve the app until interrupted."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"relevance demo: device {args.device!r} requested but CUDA is not available", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        catalog = load_catalog(args.device)
+    except RuntimeError as error:
+        print(f"relevance demo: {error}", file=sys.stderr)
+        return 1
+    if catalog.offline:
+        print("No model hub reachable: using the embedded shapes model.", flush=True)
+    print(f"Loaded {', '.join(catalog.labels)} in {time.perf_counter() - started:.1f} s.", flush=True)
+    app = build_app(catalog)
+    try:
+        url = launch_app(app, host=args.host, port=args.port, share=args.share)
+        print(f"relevance demo running at {url}" + (f" (public: {app.share_url})" if app.share_url else ""))
+        print("Press Ctrl+C to stop.", flush=True)
+        app.block_thread()
+    except KeyboardInterrupt:
+        pass
+    except OSError as error:
+        print(f"relevance demo: cannot start the server: {error}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m demos.app``: the same as ``relevance demo``."""
+    parser = argparse.ArgumentParser(prog="relevance demo", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

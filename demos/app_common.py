@@ -1,0 +1,181 @@
+"""Pieces every tab of the demo shares: error messages for users, class names, download files.
+
+Kept apart from the tabs so that the text-classification and image-text tabs planned next can
+use the same rules: a user sees a clear message and never a traceback, class names are matched
+forgivingly, and each download gets a fresh file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import html
+import logging
+import re
+import shutil
+import tempfile
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from demos.app_engine import ImageError
+from demos.app_models import UnknownModelError
+
+__all__ = [
+    "DemoError",
+    "OverlayFiles",
+    "class_names_of",
+    "display_names",
+    "match_class_name",
+    "safe_filename_part",
+    "uploaded_file",
+    "user_facing_errors",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class DemoError(ValueError):
+    """A problem with the user's input, shown in the page as it is."""
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def user_facing_errors(handler: Handler) -> Handler:
+    """Turn every failure of ``handler`` into a ``gr.Error`` with a readable message, never a traceback.
+
+    Input problems (bad file, unknown class, ...) show their own message; anything unexpected is
+    logged on the server with its traceback and shown as a short generic message.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (DemoError, ImageError, UnknownModelError) as error:
+            raise gr.Error(html.escape(str(error), quote=False), print_exception=False) from None
+        except Exception:
+            logger.exception("internal error in %s", handler.__name__)
+            raise gr.Error(
+                "The explanation failed because of an internal error (details are in the server log).",
+                print_exception=False,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def uploaded_file(value: Any) -> tuple[Path, str]:
+    """The server-side path and the user's file name of an image input's raw value.
+
+    ``value`` is the image component's file record (a dict with ``path`` and ``orig_name``), or a
+    path string when a handler is called directly from Python.
+    """
+    if value is None or value == "":
+        raise DemoError("Upload an image or pick an example first.")
+    if isinstance(value, (str, Path)):
+        return Path(value), Path(value).name
+    if isinstance(value, dict) and value.get("path"):
+        path = Path(value["path"])
+        return path, str(value.get("orig_name") or path.name)
+    raise DemoError("The image input is not an uploaded file; upload an image or pick an example.")
+
+
+def class_names_of(model: Any) -> list[str]:
+    """The model's class names, or "class <i>" when it has none."""
+    names = getattr(model, "class_names", None)
+    if names:
+        return [str(n) for n in names]
+    return [f"class {i}" for i in range(int(model.num_classes))]
+
+
+def display_names(names: Sequence[str]) -> list[str]:
+    """Class names made unique for display (ImageNet repeats a few): duplicates get their index."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return [name if counts[name] == 1 else f"{name} (#{i})" for i, name in enumerate(names)]
+
+
+def _synonyms(name: str) -> list[str]:
+    """'tabby, tabby cat' -> ['tabby, tabby cat', 'tabby', 'tabby cat'] (lower case)."""
+    full = name.strip().lower()
+    parts = [p.strip() for p in full.split(",") if p.strip()]
+    return [full] + [p for p in parts if p != full]
+
+
+def match_class_name(names: Sequence[str], text: str) -> int:
+    """The index of the class typed as ``text``: a name, one of its comma-separated synonyms, or an index.
+
+    Matching ignores case and surrounding spaces. Raises :class:`DemoError` with close suggestions
+    when nothing matches.
+    """
+    query = " ".join(text.strip().lower().split())
+    if not query:
+        raise DemoError("Type a class name.")
+    if query.isdigit():
+        index = int(query)
+        if index < len(names):
+            return index
+        raise DemoError(f"Class index {index} is out of range: this model has classes 0..{len(names) - 1}.")
+    index_of: dict[str, int] = {}
+    for i, name in enumerate(names):
+        for synonym in _synonyms(name):
+            index_of.setdefault(synonym, i)
+    if query in index_of:
+        return index_of[query]
+    close = difflib.get_close_matches(query, list(index_of), n=5, cutoff=0.6)
+    contained = [s for s in index_of if query in s and s not in close][: 5 - len(close)]
+    suggestions = [names[index_of[s]] for s in close + contained]
+    unique = list(dict.fromkeys(suggestions))
+    if unique:
+        hint = "Did you mean: " + "; ".join(f"'{s}'" for s in unique) + "?"
+    elif len(names) <= 20:
+        hint = "This model's classes are: " + ", ".join(names) + "."
+    else:
+        hint = f"Type one of this model's {len(names)} class names or an index 0..{len(names) - 1}."
+    raise DemoError(f"Unknown class '{text.strip()[:80]}'. {hint}")
+
+
+def safe_filename_part(text: str) -> str:
+    """``text`` reduced to letters, digits and dashes, for a download's file name."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "image"
+
+
+class OverlayFiles:
+    """Writes overlay PNGs for download, one fresh folder per request, pruning old ones."""
+
+    def __init__(self, root: str | Path | None = None, *, max_age_s: float = 3600.0) -> None:
+        if root is None:  # a private folder, removed when this object goes away or at exit
+            self.root = Path(tempfile.mkdtemp(prefix="relevance-demo-"))
+            weakref.finalize(self, shutil.rmtree, self.root, True)
+        else:
+            self.root = Path(root)
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+
+    def write(self, overlay: np.ndarray, filename: str) -> str:
+        """Save ``overlay`` (uint8 RGB) as ``filename`` (PNG) and return its path."""
+        self._prune()
+        folder = self.root / uuid.uuid4().hex
+        folder.mkdir()
+        path = folder / filename
+        Image.fromarray(overlay).save(path, format="PNG")
+        return str(path)
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.max_age_s
+        for folder in self.root.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except FileNotFoundError:  # pruned by a concurrent request
+                pass

@@ -1,0 +1,159 @@
+"""Which models the demo serves: a fixed list, loaded once at start, looked up by label.
+
+A web user only ever picks a *label* from a fixed dropdown; the server maps it to a model object
+that was loaded before the app started (:class:`ModelCatalog`). No name or path coming from the
+browser is ever passed to a loader.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "EMBEDDED_LABEL",
+    "HubModel",
+    "ModelCatalog",
+    "UnknownModelError",
+    "hub_models",
+    "hub_weights_available",
+    "load_catalog",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Dropdown label of the embedded shapes model.
+EMBEDDED_LABEL = "Shapes ViT (embedded, offline)"
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """An ImageNet model whose weights come from the model hub (or its local cache).
+
+    Attributes:
+        label: the dropdown label.
+        name: the name passed to :func:`models.load_model` and the hub availability check.
+    """
+
+    label: str
+    name: str
+
+
+def hub_models() -> tuple[HubModel, ...]:
+    """The hub models the demo offers when their weights are reachable or cached (``models.HUB_MODELS``)."""
+    from models import HUB_MODELS
+
+    return tuple(HubModel(label, name) for label, name in HUB_MODELS.items())
+
+
+class UnknownModelError(ValueError):
+    """A model label that is not one of the loaded models."""
+
+
+@dataclass
+class ModelCatalog:
+    """The models the app serves, loaded once and shared read-only by all requests.
+
+    Attributes:
+        models: label -> loaded model, in dropdown order.
+        unavailable: label -> the reason the model is not offered (e.g. weights unreachable).
+        hub_labels: the labels in ``models`` that are hub (ImageNet) models.
+    """
+
+    models: dict[str, torch.nn.Module]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    hub_labels: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("the demo needs at least one model")
+
+    @classmethod
+    def from_models(cls, models: Mapping[str, torch.nn.Module]) -> "ModelCatalog":
+        """A catalog of already loaded models (tests inject small ones this way)."""
+        return cls(models=dict(models))
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels of the loaded models, in dropdown order."""
+        return list(self.models)
+
+    @property
+    def default_label(self) -> str:
+        """The model selected when the page opens: the first hub model, else the first one."""
+        for label in self.models:
+            if label in self.hub_labels:
+                return label
+        return self.labels[0]
+
+    @property
+    def offline(self) -> bool:
+        """True when hub models were wanted but none could be loaded."""
+        return not self.hub_labels and bool(self.unavailable)
+
+    def get(self, label: str) -> torch.nn.Module:
+        """The loaded model for a dropdown label; :class:`UnknownModelError` for anything else."""
+        if not isinstance(label, str) or label not in self.models:
+            raise UnknownModelError(
+                f"Unknown model {str(label)[:80]!r}. Choose one of: {', '.join(self.models)}."
+            )
+        return self.models[label]
+
+
+def hub_weights_available(name: str) -> tuple[bool, str]:
+    """Whether the hub weights of ``name`` are cached or quickly reachable, with the reason if not.
+
+    Uses ``models.hub.weights_available``; never downloads anything itself.
+    """
+    try:
+        from models.hub import weights_available
+    except ImportError:
+        return False, "no hub availability check is installed (models.hub.weights_available)"
+    try:
+        available, reason = weights_available(name)
+    except Exception as error:  # the check must never stop the demo from starting
+        return False, f"availability check failed ({type(error).__name__}: {error})"
+    return bool(available), str(reason)
+
+
+def load_catalog(
+    device: str | torch.device = "cpu",
+    *,
+    hub: Sequence[HubModel] | None = None,
+    availability: Callable[[str], tuple[bool, str]] = hub_weights_available,
+) -> ModelCatalog:
+    """Load every model the demo offers, once: the hub models that are available, then the embedded one.
+
+    ``hub`` defaults to :func:`hub_models`. Hub models whose weights are neither cached nor
+    reachable are listed in :attr:`ModelCatalog.unavailable` with the reason (asking
+    ``availability``, which never downloads); the embedded shapes model ships with the package,
+    so the demo starts offline within seconds.
+    """
+    import models
+    from models.embedded import load_embedded
+
+    loaded: dict[str, torch.nn.Module] = {}
+    unavailable: dict[str, str] = {}
+    for hub_model in hub_models() if hub is None else hub:
+        available, reason = availability(hub_model.name)
+        if not available:
+            unavailable[hub_model.label] = reason
+            continue
+        try:
+            loaded[hub_model.label] = models.load_model(hub_model.name, device=device)
+        except Exception as error:
+            logger.warning("could not load %s: %s", hub_model.name, error)
+            unavailable[hub_model.label] = f"loading failed ({type(error).__name__}: {error})"
+    hub_labels = frozenset(loaded)
+    try:
+        loaded[EMBEDDED_LABEL] = load_embedded(device=device)
+    except (OSError, ValueError) as error:  # missing or damaged assets/shapes_vit
+        logger.warning("could not load the embedded model: %s", error)
+        unavailable[EMBEDDED_LABEL] = f"loading failed ({error})"
+    if not loaded:
+        reasons = "; ".join(f"{label}: {reason}" for label, reason in unavailable.items())
+        raise RuntimeError(f"no model could be loaded ({reasons})")
+    return ModelCatalog(models=loaded, unavailable=unavailable, hub_labels=hub_labels)

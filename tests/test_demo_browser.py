@@ -1,0 +1,171 @@
+"""The demo in a real browser: Playwright drives Debian's headless Chromium against a live app.
+
+One user session, step by step: upload an image, explain it, download the overlay, switch the
+method, compare all methods, then upload a file that is no image. Every overlay the page shows
+is fetched back and compared pixel for pixel with :meth:`relevance.Explanation.overlay` computed
+directly, so the test proves the page shows the right picture at the image's own size. A tiny
+random ViT keeps it fast. Chromium comes from ``make browser`` (never ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import relevance  # noqa: E402
+from demos.app import build_app  # noqa: E402
+from demos.app_image import DEFAULT_METHOD, METHOD_CAPTIONS, METHOD_LABELS  # noqa: E402
+from demos.app_testing import chromium_context, serving, tiny_vit  # noqa: E402
+
+TINY = "tiny test ViT"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "assets" / "examples" / "scene-20000004_green-square_magenta-triangle_red-circle.png"
+TIMEOUT_MS = 60_000
+pytestmark = [  # gradio's queue uses pandas options that pandas 3 deprecates; not ours to fix
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return tiny_vit(depth=3)
+
+
+@pytest.fixture(scope="module")
+def demo_page(demo_model):
+    """A browser page on a freshly served demo app."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    app = build_app({TINY: demo_model}, shapes_examples=[str(EXAMPLE)], photo_examples=[])
+    with serving(app) as url, chromium_context() as context:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        yield page
+
+
+@pytest.fixture(scope="module")
+def demo_images(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("browser-images")
+    height, width = 72, 120  # not square, not the model's input size
+    yy, xx = np.mgrid[0:height, 0:width]
+    rgb = np.stack([xx * 2, yy * 3, (xx * yy) % 256], axis=-1).astype(np.uint8)
+    rgb[20:50, 70:110] = (250, 200, 20)
+    photo = folder / "street.png"
+    Image.fromarray(rgb).save(photo)
+    bad = folder / "holiday.png"
+    bad.write_bytes(b"just text pretending to be a picture\n" * 20)
+    return {"photo": photo, "bad": bad}
+
+
+def shown_overlay(page) -> np.ndarray:
+    """The overlay image the page shows, fetched from its URL and decoded (PNG, lossless)."""
+    source = page.locator("#overlay-output img").get_attribute("src")
+    response = page.request.get(source)
+    assert response.ok
+    with Image.open(io.BytesIO(response.body())) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def expected_overlay(model, path: Path, method: str, target: int | None = None) -> np.ndarray:
+    return relevance.explain(model, str(path), method=method, target=target).overlay(0, alpha=0.5)
+
+
+def choose(page, dropdown_id: str, option: str) -> None:
+    page.click(f"#{dropdown_id} input")
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_a_user_explains_an_image_in_the_browser(demo_page, demo_model, demo_images, tmp_path):
+    from playwright.sync_api import expect
+
+    page = demo_page
+    photo = demo_images["photo"]
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    reference = relevance.explain(demo_model, str(photo), method="attention")
+    top_class = int(reference.target[0])
+    top_probability = float(reference.probabilities[0, top_class])
+    status = page.locator("#status")
+
+    # Upload: the class list fills with the top-k predictions, the top one selected.
+    page.locator("#image-input input[type=file]").set_input_files(str(photo))
+    expect(status).to_contain_text("Top prediction")
+    expect(status).to_contain_text(demo_model.class_names[top_class])
+    expect(page.locator("#class-select input")).to_have_value(
+        f"{demo_model.class_names[top_class]} ({top_probability:.1%})"
+    )
+
+    # Run: the overlay has the input's size, differs from it, and is the engine's overlay.
+    page.click("#explain-button")
+    expect(status).to_contain_text(f"{METHOD_LABELS[DEFAULT_METHOD]} for class")
+    first = shown_overlay(page)
+    assert first.shape == original.shape == (72, 120, 3)
+    assert np.abs(first.astype(int) - original).mean() > 5
+    np.testing.assert_array_equal(first, expected_overlay(demo_model, photo, DEFAULT_METHOD, top_class))
+
+    # Download: the PNG file is the overlay shown.
+    with page.expect_download() as download_info:
+        page.click("#download-button")
+    downloaded = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(downloaded)
+    assert downloaded.suffix == ".png"
+    np.testing.assert_array_equal(np.asarray(Image.open(downloaded).convert("RGB")), first)
+
+    # Switch the method: a different overlay, again the engine's.
+    choose(page, "method-select", METHOD_LABELS["gradient_rollout"])
+    page.click("#explain-button")
+    expect(status).to_contain_text(f"{METHOD_LABELS['gradient_rollout']} for class")
+    second = shown_overlay(page)
+    np.testing.assert_array_equal(second, expected_overlay(demo_model, photo, "gradient_rollout", top_class))
+    assert not np.array_equal(first, second)
+
+    # Compare: one captioned image per method, each the engine's overlay for the same class.
+    page.click("#compare-button")
+    expect(status).to_contain_text("Compared 7 methods")
+    gallery_images = page.locator("#compare-gallery img")
+    expect(gallery_images).to_have_count(7)
+    for method in relevance.list_methods():
+        expect(page.locator("#compare-gallery")).to_contain_text(METHOD_CAPTIONS[method])
+    for index, method in enumerate(relevance.list_methods()):
+        response = page.request.get(gallery_images.nth(index).get_attribute("src"))
+        shown = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+        np.testing.assert_array_equal(shown, expected_overlay(demo_model, photo, method, top_class))
+
+
+def test_clicking_an_example_predicts_and_explains_it(demo_page, demo_model):
+    from playwright.sync_api import expect
+
+    page = demo_page
+    top_class = int(relevance.explain(demo_model, str(EXAMPLE), method="attention").target[0])
+    page.locator("#shapes-examples button.gallery-item").first.click()
+    status = page.locator("#status")
+    expect(status).to_contain_text(f"Top prediction of {TINY}: {demo_model.class_names[top_class]}")
+    choose(page, "method-select", METHOD_LABELS["lrp"])
+    page.click("#explain-button")
+    expect(status).to_contain_text(f"{METHOD_LABELS['lrp']} for class")
+    expect(status).to_contain_text("128x128 px")
+    np.testing.assert_array_equal(shown_overlay(page), expected_overlay(demo_model, EXAMPLE, "lrp", top_class))
+
+
+def test_a_bad_file_shows_a_clear_message_not_a_traceback(demo_page, demo_images):
+    from playwright.sync_api import expect
+
+    page = demo_page
+    page.locator("#image-input input[type=file]").set_input_files(str(demo_images["bad"]))
+    message = "holiday.png: not a readable image file (unknown or unsupported format)"
+    expect(page.get_by_text(message).first).to_be_visible()
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body and 'File "' not in body
+    assert "/tmp/" not in body, "server paths must not be shown"
