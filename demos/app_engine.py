@@ -109,9 +109,8 @@ def is_multi_label(model: torch.nn.Module) -> bool:
 
 def class_probabilities(model: torch.nn.Module, logits: torch.Tensor) -> np.ndarray:
     """(num_classes,) probabilities of one sample's logits: sigmoid for multi-label models, else softmax."""
-    logits = logits.detach().float().reshape(-1)
-    probabilities = torch.sigmoid(logits) if is_multi_label(model) else torch.softmax(logits, dim=-1)
-    return probabilities.cpu().numpy()
+    logits = logits.detach().float().reshape(1, -1)
+    return relevance.class_probabilities(logits, is_multi_label(model))[0].cpu().numpy()
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
