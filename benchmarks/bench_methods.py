@@ -40,7 +40,7 @@ def _reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def measure(functions: dict, repeats: int, device: str) -> dict[str, tuple[float, float]]:
+def measure(functions: dict, repeats: int, device: str, clock=time.perf_counter) -> dict[str, tuple[float, float]]:
     """Median milliseconds and peak-memory growth (MiB) of each zero-argument function, interleaved."""
     times: dict[str, list[float]] = {name: [] for name in functions}
     memory: dict[str, float] = {}
@@ -53,10 +53,10 @@ def measure(functions: dict, repeats: int, device: str) -> dict[str, tuple[float
     for _ in range(repeats):
         for name, function in functions.items():
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             function()
             _sync(device)
-            times[name].append((time.perf_counter() - start) * 1000)
+            times[name].append((clock() - start) * 1000)
     return {name: (statistics.median(values), memory[name]) for name, values in times.items()}
 
 
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--reference", type=Path, help="checkout of hila-chefer/Transformer-Explainability")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time (all threads), steadier on a busy "
+                             "machine, meaningful for CPU runs with --threads 1")
     args = parser.parse_args(argv)
 
     import timm
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     timm_model = timm.create_model(args.model, pretrained=False).eval().to(args.device)
     model = from_timm(timm_model)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# {args.model} (random weights), {name}, torch {torch.__version__}, median of {args.repeats}")
+    print(f"# {args.model} (random weights), {name}, torch {torch.__version__}, median of {args.repeats}, "
+          f"{args.clock} clock")
     for batch in args.batch_sizes:
         x = torch.randn(batch, 3, *model.config.img_size, device=args.device)
 
@@ -144,10 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.reference is not None and batch == 1:
             reference = {f"reference {k}": v for k, v in reference_functions(args.reference, timm_model, x).items()}
             functions.update(reference)
-        results = measure(functions, args.repeats, args.device)
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        results = measure(functions, args.repeats, args.device, clock)
         base = results["forward (no grad)"][0]
         print(f"\n## batch {batch}\n")
-        print("| method | ms | x forward | ms per image | peak memory (MiB) |")
+        print("| method | ms | x forward | ms per image | peak memory growth (MiB) |")
         print("|---|---:|---:|---:|---:|")
         for key, (ms, mib) in results.items():
             print(f"| {key} | {ms:.1f} | {ms / base:.2f} | {ms / batch:.1f} | {mib:.0f} |")
