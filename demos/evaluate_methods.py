@@ -1,0 +1,390 @@
+"""Compare explanation methods on held-out scenes of the shapes world, where the truth is known.
+
+For every scene and every object class present in it, each method explains that class
+(``relevance.explain(model, pixels, method=m, target=t)``); the map is scored with
+
+* localisation against the explained object's visible mask (``relevance.evaluation.localisation``):
+  pointing game (strict, and with a tolerance of half a patch), share of the positive relevance mass inside the object, class specificity (mass on
+  the explained object against the other objects; scenes with several objects only). Mass measures
+  use the raw relevance upsampled bilinearly to the input and clamped at 0;
+* the segmentation protocol of spec §5.2 with the explained object as foreground (per-map min-max,
+  mean threshold; pixel accuracy and mIoU accumulated over all maps; mAP the mean per-map 2-class AP);
+* the perturbation tests of spec §5.3 (positive and negative, steps 0..0.9, removed pixels set to 0
+  before normalisation) for the explained class, a hit being "the class is still predicted"
+  (logit > 0). AUC = 100 x trapz.
+
+A "random" reference row (uniform noise on the patch grid, upsampled) shows what chance scores.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from relevance.data.shapes import SHAPE_CLASSES, Scene, render_scene
+from relevance.evaluation.localisation import class_specificity, mass_inside, pointing_game
+from relevance.evaluation.perturbation import (
+    STEPS,
+    make_normalize,
+    multilabel_present,
+    perturbation_auc,
+    perturbation_hits,
+)
+from relevance.evaluation.segmentation import SegmentationAccumulator, normalize_map, segmentation_ap
+
+RANDOM = "random"
+
+#: start_layer of the papers' quantitative scripts: 1 for TA and rollout (spec §5.2), 0 for gradient rollout.
+PAPER_START_LAYER = {"transformer_attribution": 1, "rollout": 1, "gradient_rollout": 0}
+
+#: Short column titles for the figure.
+SHORT_NAMES = {
+    "attention": "raw attention",
+    "rollout": "rollout",
+    "attention_gradcam": "attn Grad-CAM",
+    "lrp": "full LRP",
+    "partial_lrp": "partial LRP",
+    "transformer_attribution": "transformer attr.",
+    "gradient_rollout": "grad. rollout",
+    RANDOM: "random",
+}
+
+#: (key, column title, higher is better, has a per-sample confidence interval)
+METRICS: tuple[tuple[str, str, bool, bool], ...] = (
+    ("pointing", "Pointing game ↑", True, True),
+    ("pointing_tolerant", "Pointing ±½ patch ↑", True, True),
+    ("mass", "Mass in object ↑", True, True),
+    ("specificity", "Specificity ↑", True, True),
+    ("pixel_accuracy", "Pixel acc. ↑", True, False),
+    ("miou", "mIoU ↑", True, False),
+    ("map", "mAP ↑", True, True),
+    ("auc_positive", "Pos. AUC ↓", False, True),
+    ("auc_negative", "Neg. AUC ↑", True, True),
+)
+
+
+@dataclass
+class Sample:
+    """One (scene, explained object) pair."""
+
+    scene: Scene
+    index: int  # object index within the scene
+
+    @property
+    def label(self) -> int:
+        return self.scene.labels[self.index]
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        return self.scene.masks[self.index]
+
+    @property
+    def other_mask(self) -> np.ndarray:
+        others = [m for i, m in enumerate(self.scene.masks) if i != self.index]
+        return np.any(np.stack(others), 0) if others else np.zeros_like(self.target_mask)
+
+    @property
+    def title(self) -> str:
+        return f"{self.scene.colours[self.index]} {SHAPE_CLASSES[self.label]}"
+
+
+@dataclass
+class MethodScores:
+    """Per-sample values (NaN where undefined) and the §5.2 accumulator of one method."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+    segmentation: SegmentationAccumulator = field(default_factory=SegmentationAccumulator)
+    hits_positive: list[torch.Tensor] = field(default_factory=list)
+    hits_negative: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, key: str, values: torch.Tensor | Sequence[float]) -> None:
+        self.values.setdefault(key, []).extend(float(v) for v in torch.as_tensor(values).flatten())
+
+    def summary(self) -> dict[str, tuple[float, float | None]]:
+        """metric -> (mean, 95% CI half-width or None), in percent (AUCs in their own unit)."""
+        out: dict[str, tuple[float, float | None]] = {}
+        for key, vals in self.values.items():
+            arr = np.asarray(vals, dtype=np.float64)
+            arr = arr[np.isfinite(arr)]
+            if arr.size == 0:
+                out[key] = (float("nan"), None)
+                continue
+            scale = 1.0 if key.startswith("auc") else 100.0
+            ci = 1.96 * arr.std(ddof=1) / math.sqrt(arr.size) if arr.size > 1 else None
+            out[key] = (scale * float(arr.mean()), None if ci is None else scale * float(ci))
+        if self.segmentation.images:
+            seg = self.segmentation.compute()
+            out["pixel_accuracy"] = (seg.pixel_accuracy, None)
+            out["miou"] = (seg.miou, None)
+        return out
+
+    def curves(self) -> dict[str, list[float]]:
+        return {
+            "positive": torch.cat(self.hits_positive).float().mean(0).tolist(),
+            "negative": torch.cat(self.hits_negative).float().mean(0).tolist(),
+        }
+
+
+@dataclass
+class EvaluationResult:
+    methods: list[str]
+    scores: dict[str, MethodScores]
+    samples: list[Sample]
+    scenes: int
+    seed: int
+    start_layers: dict[str, int]
+    unperturbed_accuracy: float
+
+    def table(self) -> str:
+        """Markdown table of methods x metrics (mean ± 95% CI where per-sample values exist)."""
+        head = "| Method | " + " | ".join(title for _, title, _, _ in METRICS) + " |"
+        rule = "|---|" + "---|" * len(METRICS)
+        rows = [head, rule]
+        summaries = {m: self.scores[m].summary() for m in self.methods}
+        best: dict[str, str] = {}
+        for key, _, higher, _ in METRICS:
+            candidates = [(summaries[m][key][0], m) for m in self.methods if m != RANDOM and key in summaries[m]
+                          and np.isfinite(summaries[m][key][0])]
+            if candidates:
+                best[key] = (max if higher else min)(candidates)[1]
+        for m in self.methods:
+            cells = []
+            for key, _, _, _ in METRICS:
+                mean, ci = summaries[m].get(key, (float("nan"), None))
+                text = "–" if not np.isfinite(mean) else (f"{mean:.1f}" if ci is None else f"{mean:.1f} ± {ci:.1f}")
+                cells.append(f"**{text}**" if best.get(key) == m else text)
+            name = f"{m} (start {self.start_layers[m]})" if m in self.start_layers else m
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+
+def held_out_samples(n_scenes: int, seed: int, size: int) -> list[Sample]:
+    """All (scene, object) pairs of scenes ``seed .. seed + n_scenes - 1``."""
+    samples = []
+    for s in range(seed, seed + n_scenes):
+        scene = render_scene(s, size)
+        samples.extend(Sample(scene, i) for i in range(len(scene.labels)))
+    return samples
+
+
+def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    maps = maps.detach().float()
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return torch.nn.functional.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.Tensor, method: str,
+                   start_layer: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Raw relevance (B, H, W) at the input resolution for ``method`` (or the random reference)."""
+    import relevance
+
+    size = tuple(pixels.shape[-2:])
+    if method == RANDOM:
+        h, w = getattr(getattr(model, "config", None), "grid_size", (8, 8))  # noise on the patch grid
+        noise = torch.rand(pixels.shape[0], h, w, generator=generator)
+        return _upsample(noise, size)
+    explanation = relevance.explain(model, pixels, method=method, target=targets, start_layer=start_layer)
+    return _upsample(explanation.relevance, size)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    *,
+    scenes: int = 200,
+    seed: int = 10_000_000,
+    methods: Sequence[str] | None = None,
+    batch_size: int = 32,
+    start_layer: int | None = None,
+    random_reference: bool = True,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Score every method on the held-out scenes (see the module docstring)."""
+    import relevance
+    from tqdm import tqdm
+
+    names = list(methods) if methods else relevance.list_methods()
+    names = [relevance.get_method(m).name for m in names]
+    if random_reference and RANDOM not in names:
+        names.append(RANDOM)
+    depth = len(model.blocks)
+    start_layers = {}
+    for m in names:
+        if m != RANDOM and relevance.get_method(m).uses_start_layer:
+            sl = PAPER_START_LAYER.get(m, 0) if start_layer is None else int(start_layer)
+            start_layers[m] = min(sl, depth - 1)
+    config = model.data_config
+    size = tuple(config.input_size)
+    if size[0] != size[1]:
+        raise ValueError(f"the shapes world is square; the model expects {size}")
+    normalize = make_normalize(config.mean, config.std)
+    device = next(model.parameters()).device
+    samples = held_out_samples(scenes, seed, size[0])
+    grid = getattr(getattr(model, "config", None), "grid_size", (8, 8))
+    tolerance = 0.5 * size[0] / grid[0]  # half a patch
+    scores = {m: MethodScores() for m in names}
+    generator = torch.Generator().manual_seed(seed)
+    unperturbed: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def classify(x: torch.Tensor) -> torch.Tensor:
+        return model(x.to(device)).float().cpu()
+
+    batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
+    bar = tqdm(total=len(batches) * len(names), desc="evaluate", unit="batch x method", disable=not progress,
+               file=sys.stderr)
+    for batch in batches:
+        images01 = torch.stack([torch.from_numpy(s.scene.image.transpose(2, 0, 1).copy()) for s in batch]).float() / 255
+        targets = torch.tensor([s.label for s in batch])
+        target_masks = torch.from_numpy(np.stack([s.target_mask for s in batch]))
+        other_masks = torch.from_numpy(np.stack([s.other_mask for s in batch]))
+        pixels = normalize(images01).to(device)
+        unperturbed.append(multilabel_present(classify(pixels), targets))
+        for m in names:
+            maps = relevance_maps(model, pixels, targets.to(device), m, start_layers.get(m, 0), generator).cpu()
+            sc = scores[m]
+            sc.add("pointing", pointing_game(maps, target_masks))
+            sc.add("pointing_tolerant", pointing_game(maps, target_masks, tolerance=tolerance))
+            sc.add("mass", mass_inside(maps, target_masks))
+            sc.add("specificity", class_specificity(maps, target_masks, other_masks))
+            sc.segmentation.update(maps, target_masks)
+            sc.add("map", [segmentation_ap(m01, g) for m01, g in zip(normalize_map(maps), target_masks)])
+            for positive, store in ((True, sc.hits_positive), (False, sc.hits_negative)):
+                hits = perturbation_hits(classify, images01, maps, targets, normalize=normalize, positive=positive,
+                                         correct=multilabel_present)
+                store.append(hits)
+                sc.add("auc_positive" if positive else "auc_negative", [perturbation_auc(h.float()) for h in hits])
+            bar.update(1)
+    bar.close()
+    return EvaluationResult(
+        methods=names, scores=scores, samples=samples, scenes=scenes, seed=seed, start_layers=start_layers,
+        unperturbed_accuracy=float(torch.cat(unperturbed).float().mean()),
+    )
+
+
+def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile: int = 128) -> np.ndarray:
+    """A grid: one row per explained object (scenes with several objects first, two classes per scene, so
+    that class-specific and class-agnostic maps can be told apart), one column per method."""
+    from PIL import Image
+
+    from relevance.render import overlay, side_by_side
+
+    by_scene: dict[int, list[Sample]] = {}
+    for s in result.samples:
+        by_scene.setdefault(s.scene.seed, []).append(s)
+    chosen: list[Sample] = []
+    for group in sorted(by_scene.values(), key=lambda g: -min(len(g), 2)):
+        chosen.extend(group[:2])
+        if len(chosen) >= rows:
+            break
+    chosen = chosen[:rows]
+    config = model.data_config
+    normalize = make_normalize(config.mean, config.std)
+    device = next(model.parameters()).device
+    images01 = torch.stack([torch.from_numpy(s.scene.image.transpose(2, 0, 1).copy()) for s in chosen]).float() / 255
+    pixels = normalize(images01).to(device)
+    targets = torch.tensor([s.label for s in chosen], device=device)
+    generator = torch.Generator().manual_seed(result.seed)
+    maps = {m: relevance_maps(model, pixels, targets, m, result.start_layers.get(m, 0), generator).cpu()
+            for m in result.methods}
+    tiles, titles = [], []
+    for i, s in enumerate(chosen):
+        big = np.asarray(Image.fromarray(s.scene.image).resize((tile, tile), Image.Resampling.NEAREST))
+        outline = big.copy()
+        edge = _mask_edge(np.asarray(Image.fromarray(s.target_mask.astype(np.uint8) * 255).resize(
+            (tile, tile), Image.Resampling.NEAREST)) > 0)
+        outline[edge] = (255, 255, 255)
+        tiles.append(outline)
+        titles.append(f"explain: {s.title}")
+        for m in result.methods:
+            tiles.append(overlay(big, maps[m][i], colormap="jet", alpha=0.5))
+            titles.append(SHORT_NAMES.get(m, m))
+    return side_by_side(tiles, titles, columns=len(result.methods) + 1, tile_height=tile)
+
+
+def _mask_edge(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
+
+
+def markdown_report(result: EvaluationResult, model_name: str) -> str:
+    """``results.md``: settings, the table, and the perturbation curves."""
+    objects = len(result.samples)
+    multi = sum(1 for s in result.samples if len(s.scene.labels) > 1)
+    lines = [
+        f"# Explanation methods on the shapes world ({model_name})",
+        "",
+        f"{result.scenes} held-out scenes (seeds {result.seed}..{result.seed + result.scenes - 1}), "
+        f"{objects} explained objects ({multi} in scenes with several objects, used for specificity). "
+        f"Each object's class is explained; the model still predicts it on "
+        f"{100 * result.unperturbed_accuracy:.1f}% of them unperturbed. "
+        "Values in percent (AUC: 100 x trapz over 0..0.9, max 90), mean ± 95% confidence interval; "
+        "pixel accuracy and mIoU are accumulated over all maps (spec §5.2). "
+        "Best non-random value per column in bold.",
+        "",
+        result.table(),
+        "",
+        "## By number of objects in the scene",
+        "",
+        "Class-agnostic maps (raw attention, rollout) can only point at the right object by chance once a scene "
+        "holds several objects; with a single object they compete on equal terms.",
+        "",
+        by_objects(result),
+        "",
+        "## Perturbation curves (share of explained classes still predicted)",
+        "",
+        "| Method | test | " + " | ".join(f"{p:.1f}" for p in STEPS) + " |",
+        "|---|---|" + "---|" * len(STEPS),
+    ]
+    for m in result.methods:
+        curves = result.scores[m].curves()
+        for test in ("positive", "negative"):
+            lines.append(f"| {m} | {test} | " + " | ".join(f"{100 * v:.1f}" for v in curves[test]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def by_objects(result: EvaluationResult) -> str:
+    """Markdown table: pointing game and perturbation AUCs per number of objects in the scene."""
+    counts = np.array([len(s.scene.labels) for s in result.samples])
+    present = sorted(set(counts.tolist()))
+    keys = (("pointing", "Pointing", 100.0), ("pointing_tolerant", "Pointing ±½ patch", 100.0),
+            ("auc_positive", "Pos. AUC", 1.0), ("auc_negative", "Neg. AUC", 1.0))
+    head = "| Method | " + " | ".join(f"{title} ({n} obj.)" for _, title, _ in keys for n in present) + " |"
+    rows = [head, "|---|" + "---|" * (len(keys) * len(present))]
+    for m in result.methods:
+        values = result.scores[m].values
+        cells = []
+        for key, _, scale in keys:
+            arr = np.asarray(values[key], dtype=np.float64)
+            cells.extend(f"{scale * arr[counts == n].mean():.1f}" for n in present)
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    objects = ", ".join(f"{int((counts == n).sum())} in {n}-object scenes" for n in present)
+    return "\n".join(rows) + f"\n\n(Explained objects: {objects}.)"
+
+
+def result_dict(result: EvaluationResult) -> dict:
+    """A JSON-serialisable summary (``results.json``)."""
+    return {
+        "scenes": result.scenes,
+        "seed": result.seed,
+        "objects": len(result.samples),
+        "unperturbed_accuracy": result.unperturbed_accuracy,
+        "start_layers": result.start_layers,
+        "methods": {
+            m: {
+                "metrics": {k: {"mean": v[0], "ci95": v[1]} for k, v in result.scores[m].summary().items()},
+                "curves": result.scores[m].curves(),
+            }
+            for m in result.methods
+        },
+    }
+

@@ -1,0 +1,95 @@
+"""The embedded default model: a small ViT trained on the shapes world (``relevance.data.shapes``).
+
+It ships in ``assets/shapes_vit/`` (``config.json`` + ``model.safetensors`` + ``MODEL_CARD.md``) and
+is used whenever no hub weights are reachable or cached, so that explanations work offline.
+``demos/train_shapes.py`` reproduces the weights (the exact command is in the model card).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "EMBEDDED_NAME",
+    "EMBEDDED_DIR",
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "build_timm_model",
+    "load_config",
+    "load_embedded",
+    "load_timm_embedded",
+]
+
+EMBEDDED_NAME = "shapes-vit"
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "shapes_vit"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def load_config(directory: str | Path = EMBEDDED_DIR) -> dict[str, Any]:
+    """Read ``config.json`` (keys: ``model`` timm kwargs, ``class_names``, ``data_config``, ``training``)."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"embedded model config not found: {path}")
+    config = json.loads(path.read_text())
+    for key in ("model", "class_names", "data_config"):
+        if key not in config:
+            raise ValueError(f"{path} lacks the key {key!r}")
+    return config
+
+
+def build_timm_model(model_kwargs: dict[str, Any]) -> torch.nn.Module:
+    """A randomly initialised timm ``VisionTransformer`` with the given constructor kwargs."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(**model_kwargs)
+
+
+def load_timm_embedded(directory: str | Path = EMBEDDED_DIR, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The embedded model as a plain timm ``VisionTransformer`` (eval mode), weights loaded with safetensors."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = load_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"embedded model weights not found: {weights}")
+    model = build_timm_model(config["model"])
+    state = load_file(str(weights), device="cpu")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def _data_config(config: dict[str, Any]):
+    from relevance.images import DataConfig
+
+    dc = config["data_config"]
+    return DataConfig(
+        input_size=tuple(dc["input_size"]),
+        mean=tuple(dc["mean"]),
+        std=tuple(dc["std"]),
+        interpolation=dc.get("interpolation", "bilinear"),
+        crop_pct=dc.get("crop_pct", 1.0),
+        crop_mode=dc.get("crop_mode", "squash"),
+    )
+
+
+def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EMBEDDED_DIR) -> torch.nn.Module:
+    """The embedded shapes ViT as the LRP-aware ``models.vit.VisionTransformer`` (eval mode).
+
+    Its ``data_config`` (squash-resize to 64x64, crop_pct 1.0, mean = std = 0.5) and
+    ``class_names`` (``relevance.data.SHAPE_CLASSES``) come from ``config.json``; ``multi_label`` is True
+    (one sigmoid per class: a class is predicted when its logit is positive).
+    """
+    from models.vit import from_timm
+
+    config = load_config(directory)
+    model = from_timm(load_timm_embedded(directory, "cpu"))
+    model.data_config = _data_config(config)
+    model.class_names = list(config["class_names"])
+    model.multi_label = bool(config.get("multi_label", True))  # one sigmoid per class
+    return model.to(device).eval()

@@ -1,0 +1,194 @@
+"""Segmentation metrics of the CVPR 2021 ImageNet-Segmentation test (spec §5.2).
+
+Protocol (``imagenet_seg_eval.py`` of the reference): for every image the relevance map of the
+predicted class is upsampled to the input size and min-max normalised; it is binarised at its
+own **mean** (foreground where value > mean). Over the whole dataset one accumulates correct and
+labelled pixels (pixel accuracy = sum correct / sum labelled) and, for background and foreground,
+intersection and union (mIoU = mean over the two classes of sum inter / sum union). mAP is the mean
+over images of the average precision of the two-channel scores ``[1 - map, map]`` against the
+one-hot ground truth of both channels, flattened together (a "2-class" AP, not foreground-only).
+Maps that are constant become all-zero (their NaNs are set to 0, as in the reference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "average_precision",
+    "normalize_map",
+    "binarize",
+    "segmentation_ap",
+    "SegmentationScores",
+    "SegmentationAccumulator",
+    "segmentation_test",
+]
+
+
+def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def average_precision(y_true: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarray) -> float:
+    """Average precision of binary labels, exactly as ``sklearn.metrics.average_precision_score``.
+
+    AP = sum_k (R_k - R_{k-1}) P_k over the distinct score thresholds in decreasing order, where
+    P_k and R_k are the precision and recall when everything scoring >= the k-th threshold is
+    called positive (ties are one threshold), and R_0 = 0. No interpolation. With no positive
+    label, the result is 0.0 (sklearn warns and returns 0 as well).
+
+    Args:
+        y_true: labels in {0, 1} (any shape; flattened).
+        scores: real scores of the same number of elements.
+    """
+    y = _as_numpy(y_true).ravel()
+    s = _as_numpy(scores).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"y_true and scores differ in size: {y.shape} vs {s.shape}")
+    if y.size == 0:
+        raise ValueError("average_precision of empty inputs")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("y_true must be binary (0/1)")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores must be finite")
+    n_pos = y.sum()
+    if n_pos == 0:
+        return 0.0
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    # last index of every group of tied scores
+    last = np.r_[np.nonzero(np.diff(s))[0], y.size - 1]
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def normalize_map(relevance: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each map of (B, H, W) to [0, 1]; a constant map becomes zeros; NaN -> 0."""
+    if relevance.ndim != 3:
+        raise ValueError(f"maps must be (B, H, W), got shape {tuple(relevance.shape)}")
+    r = torch.nan_to_num(relevance.detach().double())
+    flat = r.flatten(1)
+    lo = flat.min(1).values[:, None, None]
+    hi = flat.max(1).values[:, None, None]
+    span = hi - lo
+    out = torch.where(span > 0, (r - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(r))
+    return out.float()
+
+
+def binarize(maps01: torch.Tensor) -> torch.Tensor:
+    """Foreground where the (normalised) map exceeds its own per-image mean (spec §5.2). (B,H,W) -> bool."""
+    if maps01.ndim != 3:
+        raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps01.shape)}")
+    mean = maps01.flatten(1).mean(1)[:, None, None]
+    return maps01 > mean
+
+
+def segmentation_ap(map01: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray) -> float:
+    """The reference's per-image "2-class" AP: scores [1 - map, map] vs one-hot [1 - gt, gt], flattened.
+
+    Args:
+        map01: (H, W) normalised relevance in [0, 1].
+        mask: (H, W) ground truth, bool or {0, 1} (foreground = 1).
+    """
+    m = _as_numpy(map01)
+    g = _as_numpy(mask)
+    if m.shape != g.shape or m.ndim != 2:
+        raise ValueError(f"map and mask must be equal (H, W) shapes, got {m.shape} and {g.shape}")
+    g = (g > 0).astype(np.float64)
+    scores = np.stack([1.0 - m, m])
+    truth = np.stack([1.0 - g, g])
+    return average_precision(truth, scores)
+
+
+@dataclass(frozen=True)
+class SegmentationScores:
+    """Dataset-level results in percent (like CVPR21 Table 1)."""
+
+    pixel_accuracy: float
+    miou: float
+    map: float
+    images: int
+
+
+@dataclass
+class SegmentationAccumulator:
+    """Accumulates the §5.2 statistics over a dataset, one batch at a time.
+
+    ``update(maps, masks)`` takes raw relevance maps (B, H, W) already at the mask resolution
+    (they are min-max normalised here) and ground-truth masks (B, H, W) (bool or 0/1);
+    ``compute()`` returns :class:`SegmentationScores`.
+    """
+
+    correct: int = 0
+    labelled: int = 0
+    intersection: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.int64))
+    union: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.int64))
+    ap_sum: float = 0.0
+    images: int = 0
+
+    def update(self, maps: torch.Tensor, masks: torch.Tensor) -> None:
+        maps = torch.as_tensor(maps)
+        masks = torch.as_tensor(masks)
+        if maps.ndim != 3 or masks.shape != maps.shape:
+            raise ValueError(
+                f"maps and masks must both be (B, H, W) of equal shape, got {tuple(maps.shape)} and {tuple(masks.shape)}"
+            )
+        maps01 = normalize_map(maps)
+        pred = binarize(maps01)
+        gt = masks > 0
+        self.correct += int((pred == gt).sum())
+        self.labelled += int(gt.numel())  # every pixel of the binary ground truth is labelled
+        for cls, (p, g) in enumerate(((~pred, ~gt), (pred, gt))):
+            self.intersection[cls] += int((p & g).sum())
+            self.union[cls] += int((p | g).sum())
+        for m, g in zip(maps01, gt):
+            self.ap_sum += segmentation_ap(m, g)
+        self.images += int(maps.shape[0])
+
+    def compute(self) -> SegmentationScores:
+        if self.images == 0:
+            raise ValueError("no images were accumulated")
+        iou = self.intersection / np.maximum(self.union, 1)
+        return SegmentationScores(
+            pixel_accuracy=100.0 * self.correct / self.labelled,
+            miou=100.0 * float(iou.mean()),
+            map=100.0 * self.ap_sum / self.images,
+            images=self.images,
+        )
+
+
+def segmentation_test(
+    explain: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+) -> SegmentationScores:
+    """The whole §5.2 test over a dataset.
+
+    Args:
+        explain: normalised images (B, 3, H, W) -> relevance maps for the **predicted** class,
+            (B, h, w); maps smaller than the masks are upsampled bilinearly (align_corners=False).
+        batches: ``(images01 (B, 3, H, W) in [0, 1], masks (B, H, W))``, e.g. from
+            :func:`relevance.evaluation.datasets.segmentation_batches`.
+        normalize: [0, 1] images -> model input (mean = std = 0.5 for the paper's ViT-B/16).
+    """
+    acc = SegmentationAccumulator()
+    for images01, masks in batches:
+        maps = explain(normalize(images01)).detach().float()
+        if maps.ndim != 3 or maps.shape[0] != masks.shape[0]:
+            raise ValueError(f"explain must return (B, h, w) maps, got shape {tuple(maps.shape)}")
+        if maps.shape[1:] != masks.shape[1:]:
+            maps = torch.nn.functional.interpolate(
+                maps[:, None], size=tuple(masks.shape[1:]), mode="bilinear", align_corners=False
+            )[:, 0]
+        acc.update(maps.cpu(), masks.cpu())
+    return acc.compute()

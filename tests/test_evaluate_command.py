@@ -1,0 +1,80 @@
+"""`relevance evaluate` end to end on a handful of scenes, with the embedded model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import relevance
+from demos import evaluate_methods as E
+from demos.cli import main
+from models.embedded import load_embedded
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_embedded()
+
+
+def test_evaluate_end_to_end(tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--scenes", "3", "--seed", "10000000", "--out", str(out), "--figure-rows", "2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "evaluate" in captured.err  # the progress bar
+    lines = [line for line in captured.out.splitlines() if line.startswith("| ")]
+    names = [line.split("|")[1].strip().split(" ")[0] for line in lines[1:]]
+    assert names == relevance.list_methods() + ["random"]
+    assert "Pointing game" in lines[0] and "Pos. AUC" in lines[0] and "mIoU" in lines[0]
+    assert (out / "results.md").read_text().count("| transformer_attribution") >= 1
+    data = json.loads((out / "results.json").read_text())
+    assert data["scenes"] == 3 and set(data["methods"]) == set(names)
+    for method in data["methods"].values():
+        auc = method["metrics"]["auc_negative"]["mean"]
+        assert 0.0 <= auc <= 90.0
+        assert 0.0 <= method["metrics"]["mass"]["mean"] <= 100.0
+        assert len(method["curves"]["positive"]) == 10
+    with Image.open(out / "figure.png") as figure:
+        assert figure.width > 8 * 128 and figure.height >= 2 * 128  # 2 rows x (input + 8 columns)
+        assert figure.mode == "P"  # palette PNG
+
+
+def test_evaluate_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["evaluate", "--methods", "nonsense", "--out", str(tmp_path)]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert main(["evaluate", "--scenes", "0", "--out", str(tmp_path)]) == 2
+    assert main(["evaluate", "--start-layer", "99", "--scenes", "1", "--out", str(tmp_path)]) == 2
+
+
+def test_scores_follow_the_protocol(model):
+    """Per-sample values agree with the library functions, and class-agnostic maps do not depend on the target."""
+    result = E.evaluate(model, scenes=4, seed=10_000_000, methods=["rollout", "transformer_attribution"],
+                        random_reference=False, progress=False)
+    assert result.methods == ["rollout", "transformer_attribution"]
+    assert result.start_layers == {"rollout": 1, "transformer_attribution": 1}
+    n = len(result.samples)
+    for m in result.methods:
+        values = result.scores[m].values
+        assert all(len(values[k]) == n for k in ("pointing", "mass", "specificity", "map", "auc_positive"))
+        curves = result.scores[m].curves()
+        # both tests start from the same unperturbed accuracy
+        assert curves["positive"][0] == pytest.approx(result.unperturbed_accuracy)
+        assert curves["negative"][0] == pytest.approx(result.unperturbed_accuracy)
+        # the mean per-sample AUC equals the AUC of the mean curve (the AUC is linear)
+        summary = result.scores[m].summary()
+        auc = relevance.evaluation.perturbation_auc(curves["positive"])
+        assert summary["auc_positive"][0] == pytest.approx(auc)
+    scene = next(s.scene for s in result.samples if len(s.scene.labels) > 1)
+    x = (torch.from_numpy(scene.image.transpose(2, 0, 1).copy()).float()[None] / 255 - 0.5) / 0.5
+    a = E.relevance_maps(model, x, torch.tensor([scene.labels[0]]), "rollout", 1)
+    b = E.relevance_maps(model, x, torch.tensor([scene.labels[1]]), "rollout", 1)
+    assert torch.allclose(a, b)
+    c = E.relevance_maps(model, x, torch.tensor([scene.labels[0]]), "transformer_attribution", 1)
+    d = E.relevance_maps(model, x, torch.tensor([scene.labels[1]]), "transformer_attribution", 1)
+    assert c.shape == (1, 64, 64) and not torch.allclose(c, d)
+    assert np.isfinite(result.scores["rollout"].summary()["miou"][0])
