@@ -51,7 +51,7 @@ def build_timm_model(model_kwargs: dict[str, Any]) -> torch.nn.Module:
 
 def load_timm_embedded(directory: str | Path = EMBEDDED_DIR, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The embedded model as a plain timm ``VisionTransformer`` (eval mode), weights loaded with safetensors."""
-    from safetensors.torch import load_file
+    from models.vit import load_checkpoint
 
     directory = Path(directory)
     config = load_config(directory)
@@ -59,8 +59,7 @@ def load_timm_embedded(directory: str | Path = EMBEDDED_DIR, device: str | torch
     if not weights.is_file():
         raise FileNotFoundError(f"embedded model weights not found: {weights}")
     model = build_timm_model(config["model"])
-    state = load_file(str(weights), device="cpu")
-    model.load_state_dict(state, strict=True)
+    load_checkpoint(model, weights)  # the one safe loader: a mismatch names the keys
     return model.to(device).eval()
 
 

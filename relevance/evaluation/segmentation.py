@@ -18,6 +18,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from relevance.render import normalize
+
 __all__ = [
     "average_precision",
     "normalize_map",
@@ -75,13 +77,7 @@ def normalize_map(relevance: torch.Tensor) -> torch.Tensor:
     """Min-max normalise each map of (B, H, W) to [0, 1]; a constant map becomes zeros; NaN -> 0."""
     if relevance.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(relevance.shape)}")
-    r = torch.nan_to_num(relevance.detach().double())
-    flat = r.flatten(1)
-    lo = flat.min(1).values[:, None, None]
-    hi = flat.max(1).values[:, None, None]
-    span = hi - lo
-    out = torch.where(span > 0, (r - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(r))
-    return out.float()
+    return normalize(torch.nan_to_num(relevance.detach().double())).float()
 
 
 def binarize(maps01: torch.Tensor) -> torch.Tensor:
