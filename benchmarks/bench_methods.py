@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     import timm
 
     import relevance
-    from models.vit import from_timm
+    from relevance.models.vit import from_timm
 
     if args.threads:
         torch.set_num_threads(args.threads)

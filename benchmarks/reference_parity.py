@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-golden", type=Path, help="store weights, input and reference maps here")
     args = parser.parse_args(argv)
 
-    from models.vit import from_timm
+    from relevance.models.vit import from_timm
 
     dtype = torch.float32 if args.float32 else torch.float64
     timm_model = build_timm_model(args.width, args.depth, args.heads)

@@ -44,7 +44,7 @@ class HubModel:
 
 def hub_models() -> tuple[HubModel, ...]:
     """The hub models the demo offers when their weights are reachable or cached (``models.HUB_MODELS``)."""
-    from models import HUB_MODELS
+    from relevance.models import HUB_MODELS
 
     return tuple(HubModel(label, name) for label, name in HUB_MODELS.items())
 
@@ -109,7 +109,7 @@ def hub_weights_available(name: str) -> tuple[bool, str]:
     Uses ``models.hub.weights_available``; never downloads anything itself.
     """
     try:
-        from models.hub import weights_available
+        from relevance.models.hub import weights_available
     except ImportError:
         return False, "no hub availability check is installed (models.hub.weights_available)"
     try:
@@ -132,8 +132,8 @@ def load_catalog(
     ``availability``, which never downloads); the embedded shapes model ships with the package,
     so the demo starts offline within seconds.
     """
-    import models
-    from models.embedded import load_embedded
+    import relevance.models as models
+    from relevance.models.embedded import load_embedded
 
     loaded: dict[str, torch.nn.Module] = {}
     unavailable: dict[str, str] = {}

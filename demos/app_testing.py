@@ -50,7 +50,7 @@ def tiny_vit(
     """A small random LRP-aware ViT (patch 8, width 32) with class names, for fast tests."""
     import timm
 
-    from models.vit import from_timm
+    from relevance.models.vit import from_timm
     from relevance.images import DataConfig
 
     generator_state = torch.random.get_rng_state()

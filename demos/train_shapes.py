@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python demos/train_shapes.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
-from models.embedded import CONFIG_FILE, WEIGHTS_FILE, build_timm_model  # noqa: E402
+from relevance.models.embedded import CONFIG_FILE, WEIGHTS_FILE, build_timm_model  # noqa: E402
 from relevance.data.shapes import SHAPE_CLASSES, multi_hot, render_scene  # noqa: E402
 from relevance.evaluation.segmentation import average_precision  # noqa: E402
 

@@ -27,7 +27,7 @@ def load_model(name: str | None = None, *, checkpoint: str | Path | None = None,
     within seconds, else the embedded model, saying so in one line on stderr. ``timm_kwargs`` (e.g.
     ``num_classes``, ``img_size``) go to ``timm.create_model`` for timm names.
     """
-    from models import embedded, hub, vit
+    from relevance.models import embedded, hub, vit
 
     if name is None and checkpoint is None:
         available, reason = hub.weights_available(DEFAULT_HUB_MODEL)

@@ -51,7 +51,7 @@ def build_timm_model(model_kwargs: dict[str, Any]) -> torch.nn.Module:
 
 def load_timm_embedded(directory: str | Path = EMBEDDED_DIR, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The embedded model as a plain timm ``VisionTransformer`` (eval mode), weights loaded with safetensors."""
-    from models.vit import load_checkpoint
+    from relevance.models.vit import load_checkpoint
 
     directory = Path(directory)
     config = load_config(directory)
@@ -84,7 +84,7 @@ def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EM
     ``class_names`` (``relevance.data.SHAPE_CLASSES``) come from ``config.json``; ``multi_label`` is True
     (one sigmoid per class: a class is predicted when its logit is positive).
     """
-    from models.vit import from_timm
+    from relevance.models.vit import from_timm
 
     config = load_config(directory)
     model = from_timm(load_timm_embedded(directory, "cpu"))

@@ -385,7 +385,7 @@ def create(name: str, pretrained: bool = True, checkpoint: str | Path | None = N
     """
     import timm
 
-    from models import hub
+    from relevance.models import hub
 
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:8]

@@ -1,4 +1,4 @@
-"""End-to-end tests of ``relevance explain`` (through ``demos.cli.main``) on a tiny timm ViT checkpoint."""
+"""End-to-end tests of ``relevance explain`` (through ``relevance.cli.main``) on a tiny timm ViT checkpoint."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 import relevance
-from demos import cli
-from demos.explain_command import UsageError, resolve_target, slugify
-from models import vit
+from relevance import cli
+from relevance.cli.explain import UsageError, resolve_target, slugify
+from relevance.models import vit
 
 SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
 TINY_NAME = "relevance_cli_test_vit"

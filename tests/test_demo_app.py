@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import models  # noqa: E402
+import relevance.models as models  # noqa: E402
 import relevance  # noqa: E402
 from demos import app as demo_app  # noqa: E402
 from demos import app_engine  # noqa: E402
@@ -347,14 +347,14 @@ def test_cli_defaults_bind_localhost():
 
 
 def test_demo_command_starts_offline_within_seconds(tmp_path):
-    """`relevance demo` (run as `python -m demos.cli demo`) serves the page with the offline banner."""
+    """`relevance demo` (run as `python -m relevance demo`) serves the page with the offline banner."""
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env["HF_HOME"] = str(tmp_path / "empty-hf-home")  # no cached hub weights: offline for sure
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "demos.cli", "demo", "--port", str(port)],
+        [sys.executable, "-m", "relevance", "demo", "--port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

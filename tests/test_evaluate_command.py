@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import relevance
-from demos import evaluate_methods as E
-from demos.cli import main
-from models.embedded import load_embedded
+from relevance.evaluation import shapes_benchmark as E
+from relevance.cli import main
+from relevance.models.embedded import load_embedded
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from conftest import tiny_timm_vit
 
 import relevance
 from relevance.tape import current_tape
-from models import vit
+from relevance.models import vit
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from safetensors import safe_open
 import relevance
 from relevance import methods as M
 from relevance.tape import recording
-from models import vit
+from relevance.models import vit
 
 GOLDEN = Path(__file__).parent / "golden" / "chefer_reference.safetensors"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from demos import train_shapes
-from models.embedded import EMBEDDED_DIR, load_config, load_embedded, load_timm_embedded
+from relevance.models.embedded import EMBEDDED_DIR, load_config, load_embedded, load_timm_embedded
 from relevance.data import SHAPE_CLASSES, multi_hot, render_scene
 from relevance.evaluation import average_precision
 

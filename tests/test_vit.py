@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_timm_vit
 
-from models import hub, vit
+from relevance.models import hub, vit
 
 CONFIGS = {
     "vit-class-token-patch8": dict(),

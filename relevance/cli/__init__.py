@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 from typing import Sequence
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "explain": ("demos.explain_command", "write relevance overlays for image files or folders"),
-    "evaluate": ("demos.evaluate_command", "score explanation methods (perturbation / segmentation tests)"),
+    "explain": ("relevance.cli.explain", "write relevance overlays for image files or folders"),
+    "evaluate": ("relevance.cli.evaluate", "score explanation methods (perturbation / segmentation tests)"),
     "demo": ("demos.app", "start the interactive Gradio demo"),
 }
 
@@ -55,9 +57,23 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _checkout_root() -> Path | None:
+    """The source checkout this package runs from (it holds ``demos/``), or ``None`` for an installed wheel."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "demos" / "app.py").is_file() else None
+
+
 def _import_command(name: str):
     """Import a subcommand's module; None (after printing why) when it cannot be used."""
     module_name = SUBCOMMANDS[name][0]
+    if module_name.startswith("demos.") and importlib.util.find_spec("demos") is None:
+        root = _checkout_root()
+        if root is None:
+            print(f"relevance: error: the '{name}' command runs from a source checkout of relevance "
+                  "(the Gradio app lives in its demos/ folder): git clone the repository and run `make demo`",
+                  file=sys.stderr)
+            return None
+        sys.path.insert(0, str(root))
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:

@@ -3,7 +3,7 @@
 Prints a Markdown table of methods x metrics (pointing game, mass in the object, class specificity,
 the §5.2 segmentation metrics, the §5.3 perturbation AUCs) and writes ``results.md``,
 ``results.json`` and ``figure.png`` (scenes x methods with overlays) to ``--out``.
-See :mod:`demos.evaluate_methods` for the protocol.
+See :mod:`relevance.evaluation.shapes_benchmark` for the protocol.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(name: str, device: str):
-    from models.embedded import EMBEDDED_NAME, load_embedded
+    from relevance.models.embedded import EMBEDDED_NAME, load_embedded
 
     if name == EMBEDDED_NAME:
         return load_embedded(device=device), name
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     import relevance
-    from demos import evaluate_methods as E
+    from relevance.evaluation import shapes_benchmark as E
     from relevance.data import SHAPE_CLASSES
 
     if args.scenes < 1 or args.batch_size < 1:

@@ -192,7 +192,7 @@ def _check_method(name: str) -> str:
 
 
 def _load_model(args: argparse.Namespace):
-    import models
+    import relevance.models as models
 
     if args.model is not None and args.model != "shapes-vit":
         import timm

@@ -1,0 +1,1 @@
+"""Embedded model weights and sample inputs, installed as package data (``relevance.assets``)."""
