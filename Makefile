@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[demo,test]"
+	# lxt (the AttnLRP authors' package) is the reference of the attnlrp tests; its declared dependencies
+	# (bitsandbytes, open_clip, zennit, ...) are not needed for its explicit rules.
+	$(PY) -m pip install -q --no-deps "lxt==2.1"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -86,9 +86,11 @@ def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EM
     """
     from relevance.models.vit import from_timm
 
+    from relevance.adapter import ModelInfo
+
     config = load_config(directory)
     model = from_timm(load_timm_embedded(directory, "cpu"))
-    model.data_config = _data_config(config)
-    model.class_names = list(config["class_names"])
-    model.multi_label = bool(config.get("multi_label", True))  # one sigmoid per class
+    model.info = ModelInfo(name=EMBEDDED_NAME, output="class_logits", class_names=list(config["class_names"]),
+                           multi_label=bool(config.get("multi_label", True)),  # one sigmoid per class
+                           data_config=_data_config(config), domain="the procedural shapes world")
     return model.to(device).eval()

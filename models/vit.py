@@ -5,8 +5,10 @@
 timm name, with hub weights or a local checkpoint. Parameter names equal timm's, so state dicts load unchanged
 and the logits equal timm's.
 
-The forward pass records, on the current :mod:`relevance.tape`, each block's attention probabilities and
-input and the token layout; it never uses fused attention while an explanation records.
+The forward pass records, on the current :mod:`relevance.tape`, the ``"image"`` token space (patch grid, prefix
+tokens), each block's attention probabilities and input, the pixels as the input site, and (through the pooling
+operation itself) the readout; it never uses fused attention. :class:`ViTAdapter` is the family's adapter:
+images in (paths, PIL, arrays, tensors), logits out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from relevance import layers, ops
+from relevance.adapter import Adapter, Batch, ImageInputs, ModelInfo, check_finite
 
 
 class UnsupportedModelError(TypeError):
@@ -67,13 +70,9 @@ def _norm(config: ViTConfig, dim: int, enabled: bool = True) -> nn.Module:
 
 
 def _activation(name: str) -> nn.Module:
-    if name == "gelu":
-        return layers.GELU()
-    if name == "gelu_tanh":
-        return layers.GELU(approximate="tanh")
-    if name == "quick_gelu":
-        return layers.QuickGELU()
-    raise UnsupportedModelError(f"activation {name!r} is not supported (gelu, gelu_tanh, quick_gelu are)")
+    if name not in ("gelu", "gelu_tanh", "quick_gelu"):
+        raise UnsupportedModelError(f"activation {name!r} is not supported (gelu, gelu_tanh, quick_gelu are)")
+    return layers.Activation(name)
 
 
 class PatchEmbed(nn.Module):
@@ -91,10 +90,12 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention, eager: ``A = softmax(Q K^T d^-1/2)`` is recorded on the tape."""
+    """Multi-head self-attention, eager: ``A = softmax(Q K^T d^-1/2)`` is recorded on the tape as layer
+    ``layer`` of the ``"image"`` stream."""
 
-    def __init__(self, config: ViTConfig):
+    def __init__(self, config: ViTConfig, layer: int):
         super().__init__()
+        self.layer = layer
         dim = config.embed_dim
         self.num_heads = config.num_heads
         self.head_dim = dim // config.num_heads
@@ -111,10 +112,10 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        scores = ops.scale(ops.matmul(q, k.transpose(-2, -1)), self.scale)
+        scores = ops.scale(ops.attention_scores(q, k.transpose(-2, -1)), self.scale)
         attention = self.attn_drop(ops.softmax(scores, dim=-1))
-        ops.record_attention(attention)
-        out = ops.matmul(attention, v).transpose(1, 2).reshape(batch, tokens, dim)
+        ops.record_attention(attention, stream="image", layer=self.layer)
+        out = ops.attention_values(attention, v).transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(out))
 
 
@@ -134,17 +135,17 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))`` (spec §1.5)."""
 
-    def __init__(self, config: ViTConfig):
+    def __init__(self, config: ViTConfig, layer: int):
         super().__init__()
         self.norm1 = _norm(config, config.embed_dim)
-        self.attn = Attention(config)
+        self.attn = Attention(config, layer)
         self.ls1 = layers.LayerScale(config.embed_dim) if config.layer_scale else nn.Identity()
         self.norm2 = _norm(config, config.embed_dim)
         self.mlp = Mlp(config)
         self.ls2 = layers.LayerScale(config.embed_dim) if config.layer_scale else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        ops.record_block_input(x)
+        ops.record_block_input(x, stream="image")
         x = ops.fanout(x)
         x = ops.add(x, self.ls1(self.attn(self.norm1(x))))
         x = ops.fanout(x)
@@ -154,8 +155,8 @@ class Block(nn.Module):
 class VisionTransformer(nn.Module):
     """An LRP-aware ViT / DeiT. ``forward(images (B, C, H, W)) -> logits (B, num_classes)``.
 
-    Attributes ``data_config`` (:class:`relevance.images.DataConfig`, how to preprocess images) and
-    ``class_names`` (or ``None``) describe the model for the CLI and demos.
+    ``info`` (:class:`relevance.adapter.ModelInfo`: data config, class names, multi-label, ...) describes the model;
+    :meth:`relevance_adapter` gives the engine its :class:`ViTAdapter`.
     """
 
     def __init__(self, config: ViTConfig):
@@ -171,24 +172,56 @@ class VisionTransformer(nn.Module):
         embed_len = grid_h * grid_w + (0 if config.no_embed_class else config.num_prefix_tokens)
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, dim))
         self.norm_pre = _norm(config, dim, config.pre_norm)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(config, index) for index in range(config.depth))
         self.norm = _norm(config, dim, config.final_norm)
         self.fc_norm = _norm(config, dim, config.fc_norm)
         self.head = layers.Linear(dim, config.num_classes)
         self.head_dist = layers.Linear(dim, config.num_classes) if config.distilled else None
-        self.data_config = None
-        self.class_names: list[str] | None = None
+        self.info = ModelInfo(output="class_logits")
+
+    # ------------------------------------------------------------------------------------- metadata
+    def relevance_adapter(self) -> "ViTAdapter":
+        """The engine's view of this model (see :mod:`relevance.adapter`)."""
+        return ViTAdapter(self, self.info)
+
+    @property
+    def data_config(self):
+        """How to prepare images (:class:`relevance.images.DataConfig`), or ``None``."""
+        return self.info.data_config
+
+    @data_config.setter
+    def data_config(self, value) -> None:
+        self.info.data_config = value
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.info.class_names
+
+    @class_names.setter
+    def class_names(self, value: list[str] | None) -> None:
+        self.info.class_names = None if value is None else list(value)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.info.multi_label
+
+    @multi_label.setter
+    def multi_label(self, value: bool) -> None:
+        self.info.multi_label = bool(value)
 
     # ----------------------------------------------------------------------------------------- forward
     def forward(self, images: Tensor) -> Tensor:
         self._check_input(images)
+        images = ops.mark_input(images, stream="image", site="pixels")
+        batch = images.shape[0]
+        tokens = self.config.num_prefix_tokens + self.config.grid_size[0] * self.config.grid_size[1]
+        ops.record_space("image", "image", torch.ones(batch, tokens, dtype=torch.bool, device=images.device),
+                         grid_size=self.config.grid_size, num_prefix_tokens=self.config.num_prefix_tokens)
         x = self._embed(images)
         for block in self.blocks:
             x = block(x)
-        ops.record_block_input(x)
-        x = self.norm(x)
-        ops.record_layout(self.config.num_prefix_tokens, self.config.grid_size, self._readout(x))
-        return self._head(x)
+        ops.record_block_input(x, stream="image")
+        return self._head(self.norm(x))
 
     def _check_input(self, images: Tensor) -> None:
         expected = (self.config.in_chans, *self.config.img_size)
@@ -209,27 +242,65 @@ class VisionTransformer(nn.Module):
             x = ops.add(x, self.pos_embed)
         return self.norm_pre(x)
 
-    def _readout(self, x: Tensor) -> Tensor:
-        """(N,) weights of the tokens whose states feed the classifier (see TokenLayout.readout)."""
-        readout = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
-        if self.config.distilled:
-            readout[:2] = 0.5
-        elif self.config.global_pool == "token":
-            readout[0] = 1.0
-        else:
-            readout[self.config.num_prefix_tokens:] = 1.0 / (x.shape[1] - self.config.num_prefix_tokens)
-        return readout
-
     def _head(self, x: Tensor) -> Tensor:
+        """Pooling and classifier; each pooling operation records its own readout row."""
         if self.config.distilled:
-            logits = self.head(ops.select_token(x, 0))
-            logits_dist = self.head_dist(ops.select_token(x, 1))
+            logits = self.head(ops.select_token(x, 0, stream="image"))
+            logits_dist = self.head_dist(ops.select_token(x, 1, stream="image"))
             return ops.add(ops.scale(logits, 0.5), ops.scale(logits_dist, 0.5))
         if self.config.global_pool == "token":
-            pooled = ops.select_token(x, 0)
+            pooled = ops.select_token(x, 0, stream="image")
         else:
-            pooled = ops.mean_tokens(x, self.config.num_prefix_tokens)
+            pooled = ops.mean_tokens(x, stream="image", start=self.config.num_prefix_tokens)
         return self.head(self.fc_norm(pooled))
+
+
+# ------------------------------------------------------------------------------------------------ adapter
+class ViTAdapter(Adapter):
+    """The ViT/DeiT family's adapter: images in, class logits out, one ``"image"`` stream.
+
+    Reference conventions: the CVPR 2021 ViT code (no row normalisation of the product, Grad-CAM head weights
+    from the [CLS] row), i.e. :class:`relevance.methods.Conventions` defaults.
+    """
+
+    module: VisionTransformer
+
+    def depths(self) -> dict[str, int]:
+        return {"image": len(self.module.blocks)}
+
+    def prepare(self, inputs, *, texts=None, target=None) -> tuple[Batch, object]:
+        if texts is not None:
+            raise ValueError("this is an image classifier: it takes no texts")
+        parameter = next(self.module.parameters())
+        if isinstance(inputs, Tensor) and inputs.is_floating_point() and inputs.dim() in (3, 4):
+            pixels = inputs if inputs.dim() == 4 else inputs.unsqueeze(0)
+            pixels = pixels.to(device=parameter.device, dtype=parameter.dtype)
+            check_finite(pixels, "the input images")
+            return Batch(inputs={"images": pixels}, size=pixels.shape[0], images=ImageInputs(pixels)), target
+        from relevance.images import prepare
+
+        if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
+            raise ValueError("no images given")
+        if self.info.data_config is None:
+            raise ValueError("raw images need the model's data config (how to resize and normalise); pass a "
+                             "preprocessed float tensor (B, C, H, W) instead")
+        prepared = prepare(inputs, self.info.data_config)
+        pixels = prepared.pixels.to(device=parameter.device, dtype=parameter.dtype)
+        images = ImageInputs(pixels, prepared.originals, prepared.geometries)
+        return Batch(inputs={"images": pixels}, size=pixels.shape[0], images=images), target
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.module(batch.inputs["images"])
+
+    def domain_warnings(self, batch: Batch) -> list[str]:
+        check = self.info.in_domain
+        if check is None or batch.images is None or batch.images.originals is None:
+            return []
+        outside = [i for i, image in enumerate(batch.images.originals) if not check(image)]
+        if not outside:
+            return []
+        return [f"{len(outside)} of {batch.size} image(s) look unlike {self.info.domain or 'the training data'} "
+                f"(samples {outside[:10]}): outside its domain, predictions and maps mean nothing"]
 
 
 # ------------------------------------------------------------------------------------ conversion from timm
@@ -348,9 +419,8 @@ def from_timm(module: nn.Module) -> VisionTransformer:
     model.load_state_dict(state, strict=True)
     parameter = next(module.parameters())
     model.to(device=parameter.device, dtype=parameter.dtype).eval()
-    model.data_config = _data_config(module)
-    model.class_names = _class_names(module, config.num_classes)
-    model.timm_name = getattr(module, "pretrained_cfg", {}).get("architecture")
+    model.info = ModelInfo(name=getattr(module, "pretrained_cfg", {}).get("architecture"), output="class_logits",
+                           class_names=_class_names(module, config.num_classes), data_config=_data_config(module))
     return model
 
 

@@ -1,263 +1,268 @@
-"""``explain``: one call for every method, batched with per-sample targets.
+"""``explain``: one call for every method and every model family, batched with per-sample targets.
 
-The model must be built from :mod:`relevance.layers` / :mod:`relevance.ops` (``models.vit`` models are), so
-that its forward pass records attention probabilities on the current tape. One forward pass builds one graph;
-gradients ``dy_t/dA`` and LRP relevance are then two backward passes over it (see :mod:`relevance.ops`).
-Nothing is left on the model: no hooks, no attributes, unchanged ``requires_grad`` and training mode.
+The model's adapter (:mod:`relevance.adapter`) prepares the inputs and runs one forward pass, during which the
+model records its attention sites, token spaces and input sites on a per-call tape (:mod:`relevance.tape`). The
+target gives the seed; gradients ``dy_t/dA`` and relevance are then at most two backward passes over the one
+graph (see :mod:`relevance.ops`), and each token stream's record goes to the method. Nothing is left on the model:
+no hooks, no attributes, unchanged ``requires_grad`` and training mode.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from relevance import methods as M
-from relevance.tape import Mode, Tape, recording
+from relevance.adapter import Adapter, Batch, adapter_for, check_finite
+from relevance.explanation import Explanation, ImageMap, TextMap
+from relevance.tape import AttentionKey, Mode, Tape, TokenSpace, recording
+from relevance.targets import Target, TargetLike, as_target
 
-TargetLike = int | Sequence[int] | Tensor | None
+LayersLike = Sequence[int] | Mapping[str, Sequence[int]] | None
+StartLike = int | Mapping[str, int] | None
 
 
 class AttentionNotCapturedError(RuntimeError):
     """The model ran without recording attention probabilities (e.g. fused SDPA attention)."""
 
 
-@dataclass
-class Explanation:
-    """The result of :func:`explain` for a batch of B images.
-
-    Attributes
-    ----------
-    relevance:
-        (B, h, w) on the patch grid, or (B, H, W) on pixels for ``lrp``: the raw values the method defines.
-    logits:
-        (B, C) the model's output.
-    target:
-        (B,) the explained class of each sample.
-    method, start_layer:
-        What was computed.
-    pixels:
-        (B, C, H, W) the model input.
-    originals, geometries:
-        The images as given (uint8 RGB) and where the model input lies in each, when raw images were passed.
-    """
-
-    relevance: Tensor
-    logits: Tensor
-    target: Tensor
-    method: str
-    start_layer: int
-    pixels: Tensor
-    originals: list[np.ndarray] | None = None
-    geometries: list[Any] | None = None
-    class_names: list[str] | None = field(default=None, repr=False)
-    multi_label: bool = False
-
-    @property
-    def probabilities(self) -> Tensor:
-        """(B, C) class probabilities: softmax, or one sigmoid per class for multi-label models."""
-        return class_probabilities(self.logits, self.multi_label)
-
-    def heatmaps(self, size: tuple[int, int] | None = None) -> Tensor:
-        """(B, H, W) maps in [0, 1]: upsampled bilinearly to ``size`` (default: the model input's size) and
-        min-max normalised per map (a constant map gives zeros), as the papers display them (spec §2.1 step 9)."""
-        from relevance.render import normalize, upsample
-
-        size = tuple(size) if size is not None else tuple(self.pixels.shape[-2:])
-        maps = self.relevance
-        if tuple(maps.shape[-2:]) != size:
-            maps = upsample(maps, size)
-        return normalize(maps)
-
-    def overlay(self, index: int = 0, colormap: str = "jet", alpha: float = 0.5) -> np.ndarray:
-        """uint8 RGB overlay of sample ``index``'s map on its original image, at the original's resolution
-        (on the model input when no original is known)."""
-        from relevance.images import CropGeometry
-        from relevance.render import overlay
-
-        if self.originals is not None:
-            original, geometry = self.originals[index], self.geometries[index]
-        else:
-            original = _pixels_to_uint8(self.pixels[index])
-            geometry = CropGeometry.full(original.shape[:2])
-        return overlay(original, self.relevance[index], geometry, colormap=colormap, alpha=alpha)
-
-    def class_name(self, index: int = 0) -> str:
-        """Name of sample ``index``'s explained class (its number when the model has no names)."""
-        target = int(self.target[index])
-        return self.class_names[target] if self.class_names else str(target)
-
-
-def class_probabilities(logits: Tensor, multi_label: bool = False) -> Tensor:
-    """(B, C) probabilities of logits: softmax, or independent sigmoids for a multi-label model (one trained with
-    one binary cross-entropy per class, which says so with ``model.multi_label = True``)."""
-    return logits.sigmoid() if multi_label else logits.softmax(dim=-1)
-
-
-def _pixels_to_uint8(pixels: Tensor) -> np.ndarray:
-    image = pixels.detach().float().cpu()
-    image = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-12)
-    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def explain(model: nn.Module, images: Any, *, method: str = "transformer_attribution", target: TargetLike = None,
-            start_layer: int = 0) -> Explanation:
-    """Explain the classification of each image in a batch.
+def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = "transformer_attribution",
+            target: TargetLike = None, start_layer: StartLike = None, start_layer_text: int | None = None,
+            layers: LayersLike = None, row_normalize: bool | None = None,
+            gradcam_weights: str | None = None) -> Explanation:
+    """Explain a model's output for a batch, with one map per token stream.
 
     Parameters
     ----------
     model:
-        An LRP-aware model (e.g. ``models.vit.from_timm(timm_model)``) in evaluation mode or not: dropout is
-        skipped while explaining, and the model's mode is never changed.
-    images:
-        A float tensor (B, C, H, W) (or (C, H, W)) already preprocessed for the model, or raw images (a path,
-        PIL image, numpy array, uint8 tensor, or a list of these), which are prepared with the model's
-        ``data_config`` (:func:`relevance.images.prepare`) and kept for :meth:`Explanation.overlay`.
+        An LRP-aware model (``relevance.models.create(name)``, ``relevance.models.vit.from_timm(m)``, ...) or its
+        :class:`~relevance.adapter.Adapter`, in evaluation mode or not: dropout is skipped while explaining, and
+        the model's mode is never changed.
+    inputs:
+        What the model family takes: images (a path, PIL image, numpy array, uint8 tensor, a list of these, or a
+        preprocessed float tensor (B, C, H, W)), texts (a string or a list of strings, tokenized with the model's
+        tokenizer, or a dict with ``input_ids`` and optionally ``attention_mask``), or images for an image-text
+        model.
+    texts:
+        The texts of an image-text model (strings or token ids (B, L)).
     method:
-        One of :func:`relevance.list_methods` (aliases: ``transatt``, ``gae``).
+        One of :func:`relevance.list_methods` (aliases: ``transatt``, ``gae``, ...).
     target:
-        ``None`` (each sample's own argmax), an int (that class for every sample), or one class per sample.
+        What is explained. ``None``: each sample's argmax class (or, for image-text pairs, each pair's
+        similarity); an int: that class for every sample; one class per sample (list, tuple, array, tensor); a
+        :class:`~relevance.targets.Target`; or any callable ``output -> (B,) scores``.
     start_layer:
-        First block of the product for ``transformer_attribution``, ``gradient_rollout`` and ``rollout``.
-        The CVPR 2021 notebooks use 0, its quantitative scripts 1 (spec §2.1).
+        First block of the product for ``transformer_attribution``, ``gradient_rollout`` and ``rollout``
+        (negative counts from the end: -1 is the last block). An int applies to every stream; a dict gives one
+        per stream (``{"image": 0, "text": -1}``). ``None``: the family's convention for the method, else 0. The
+        CVPR 2021 notebooks use 0, its quantitative scripts 1 (spec §2.1).
+    start_layer_text:
+        The text stream's start layer (image-text models), as ``start_layer``.
+    layers:
+        The blocks used, explicitly (overrides ``start_layer``): indices, or a dict of indices per stream.
+    row_normalize:
+        Row-normalise transformer attribution's ``I + M_b`` (``None``: the family's convention; the BERT
+        reference does, the ViT reference does not).
+    gradcam_weights:
+        ``"readout_row"`` or ``"whole_map"``: where ``attention_gradcam`` averages the gradient into head
+        weights (``None``: the family's convention).
 
     Returns
     -------
     Explanation
-        ``relevance`` (B, h, w) on the patch grid ((B, H, W) pixels for ``lrp``), ``logits``, ``target``...
+        ``maps`` per stream (``relevance`` is the first stream's: (B, h, w) for images, (B, L) for texts),
+        ``output``, ``scores``, ``target``, overlays and token heatmaps.
     """
+    adapter = adapter_for(model)
     spec = M.get_method(method)
-    pixels, originals, geometries = _model_input(model, images)
     if torch.is_inference_mode_enabled():
         raise RuntimeError("explain() needs autograd: call it outside torch.inference_mode()")
-    depth = _depth(model)
-    if not isinstance(start_layer, int) or not 0 <= start_layer < depth:
-        raise ValueError(f"start_layer must be an int in [0, {depth - 1}] for this {depth}-block model, "
-                         f"got {start_layer!r}")
-    if spec.needs_backward:  # a graph even when every parameter is frozen
-        pixels = pixels.detach().requires_grad_(True)
+    conventions = adapter.info.conventions
+    options = M.Options(row_normalize=row_normalize, gradcam_weights=gradcam_weights).resolve(conventions)
+    depths = adapter.depths()
+    blocks = _blocks_used(spec, depths, start_layer, start_layer_text, layers, conventions)
+    batch, target = adapter.prepare(inputs, texts=texts, target=target)
+    warnings = adapter.domain_warnings(batch)
 
     with recording(spec.rules) as tape:
         try:
             with torch.set_grad_enabled(spec.needs_backward):
-                logits = model(pixels)
-            _check_recorded(tape, depth, model)
-            targets = _resolve_targets(target, logits)
-            record = _backward_passes(spec, tape, logits, targets, pixels, start_layer)
-            maps = spec.compute(record)
+                output = adapter.forward(batch)
+            _check_recorded(tape, depths, adapter)
+            check_finite(output.detach(), "the model's outputs")
+            bound = as_target(target, adapter.info.output).bind(output.detach(), adapter.info.class_names)
+            records = _backward_passes(spec, tape, output, bound, blocks, options, conventions)
+            results = {stream: spec.compute(record) for stream, record in records.items()}
+            spaces = dict(tape.spaces)
         finally:
             tape.clear()
-    if maps.dim() == 2:
-        maps = maps.reshape(maps.shape[0], *record.layout.grid_size)
-    return Explanation(relevance=maps.detach(), logits=logits.detach(), target=targets, method=spec.name,
-                       start_layer=start_layer, pixels=pixels.detach(), originals=originals,
-                       geometries=geometries, class_names=getattr(model, "class_names", None),
-                       multi_label=bool(getattr(model, "multi_label", False)))
+
+    maps, matrices = {}, {}
+    for stream, result in results.items():
+        row, matrix = result if isinstance(result, tuple) else (result, None)
+        maps[stream] = _stream_map(spec, spaces[stream], batch, stream, row.detach())
+        if matrix is not None:
+            matrices[stream] = matrix.detach()
+    scores = bound.score(output.detach()).detach()
+    starts = {stream: used[0] for stream, used in blocks.items() if spec.uses_start_layer and used}
+    return Explanation(method=spec.name, maps=maps, output=output.detach(), scores=scores, target=bound.classes,
+                       start_layers=starts, info=adapter.info, matrices=matrices, warnings=warnings)
 
 
-def _depth(model: nn.Module) -> int:
-    blocks = getattr(model, "blocks", None)
-    if blocks is None:
-        raise TypeError(f"{type(model).__name__} is not an LRP-aware model (no `blocks`); convert timm models "
-                        "with models.vit.from_timm")
-    return len(blocks)
+# ------------------------------------------------------------------------------------------------ blocks
+def _resolve_layer(value: int, depth: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -depth <= value < depth:
+        raise ValueError(f"{what} must be an int in [{-depth}, {depth - 1}] for this {depth}-block stream "
+                         f"(negative counts from the end), got {value!r}")
+    return value % depth
 
 
-def _model_input(model: nn.Module, images: Any) -> tuple[Tensor, list | None, list | None]:
-    parameter = next(model.parameters())
-    if isinstance(images, Tensor) and images.is_floating_point() and images.dim() in (3, 4):
-        pixels = images if images.dim() == 4 else images.unsqueeze(0)
-        return pixels.to(device=parameter.device, dtype=parameter.dtype), None, None
-    from relevance.images import prepare
-
-    config = getattr(model, "data_config", None)
-    if config is None:
-        raise ValueError("raw images need the model's data_config (how to resize and normalise); "
-                         "pass a preprocessed float tensor (B, C, H, W) instead")
-    batch = prepare(images, config)
-    return batch.pixels.to(device=parameter.device, dtype=parameter.dtype), batch.originals, batch.geometries
-
-
-def _check_recorded(tape: Tape, depth: int, model: nn.Module) -> None:
-    if len(tape.attention) != depth or tape.layout is None:
-        raise AttentionNotCapturedError(
-            f"{type(model).__name__} recorded {len(tape.attention)} attention maps for {depth} blocks: its "
-            "attention probabilities were not captured (fused/SDPA attention or a model not built from "
-            "relevance.layers). Convert timm models with models.vit.from_timm.")
-
-
-def _resolve_targets(target: TargetLike, logits: Tensor) -> Tensor:
-    batch, classes = logits.shape
-    if target is None:
-        targets = logits.argmax(dim=-1)
-    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        targets = torch.full((batch,), int(target), dtype=torch.long)
-    else:
-        targets = torch.as_tensor(target).reshape(-1)
-        if targets.is_floating_point() or targets.dtype == torch.bool:
-            raise TypeError(f"target must hold class indices (ints), got dtype {targets.dtype}")
-        if targets.numel() != batch:
-            raise ValueError(f"got {targets.numel()} targets for a batch of {batch} images")
-    targets = targets.to(device=logits.device, dtype=torch.long)
-    if (targets < 0).any() or (targets >= classes).any():
-        raise ValueError(f"target classes must lie in [0, {classes - 1}], got {targets.tolist()}")
-    return targets
+def _blocks_used(spec: M.Method, depths: dict[str, int], start_layer: StartLike, start_layer_text: int | None,
+                 layers: LayersLike, conventions: M.Conventions) -> dict[str, list[int]]:
+    """The blocks each stream's method reads, oldest first."""
+    if isinstance(start_layer, Mapping):
+        unknown = set(start_layer) - set(depths)
+        if unknown:
+            raise ValueError(f"start_layer names unknown streams {sorted(unknown)}; streams: {sorted(depths)}")
+    if start_layer_text is not None and "text" not in depths:
+        raise ValueError("start_layer_text applies to models with a text stream")
+    used: dict[str, list[int]] = {}
+    for stream, depth in depths.items():
+        if spec.blocks == "none":
+            used[stream] = []
+        elif spec.blocks == "last":
+            used[stream] = [depth - 1]
+        elif layers is not None:
+            chosen = layers.get(stream, range(depth)) if isinstance(layers, Mapping) else layers
+            indices = sorted({_resolve_layer(int(i), depth, "layers") for i in chosen})
+            if not indices:
+                raise ValueError("layers must name at least one block")
+            used[stream] = indices
+        else:
+            if stream == "text" and start_layer_text is not None:
+                start = start_layer_text
+            elif isinstance(start_layer, Mapping):
+                start = start_layer.get(stream, conventions.start_layer.get(spec.name, 0))
+            elif start_layer is not None:
+                start = start_layer
+            else:
+                start = conventions.start_layer.get(spec.name, 0)
+            used[stream] = list(range(_resolve_layer(start, depth, "start_layer"), depth))
+    return used
 
 
-def _backward_passes(spec: M.Method, tape: Tape, logits: Tensor, targets: Tensor, pixels: Tensor,
-                     start_layer: int) -> M.Record:
-    if spec.blocks == "last":
-        blocks = [len(tape.attention) - 1]
-    elif spec.blocks == "from_start":
-        blocks = list(range(start_layer, len(tape.attention)))
-    else:
-        blocks = []
-    attention = [tape.attention[b] for b in blocks]
-    one_hot = torch.zeros_like(logits)
-    one_hot[torch.arange(len(targets)), targets] = 1.0
-    gradients = attention_relevance = input_relevance = None
+def _check_recorded(tape: Tape, depths: dict[str, int], adapter: Adapter) -> None:
+    name = type(adapter.module).__name__
+    for stream, depth in depths.items():
+        recorded = len(tape.attention_of(stream))
+        if recorded != depth:
+            raise AttentionNotCapturedError(
+                f"{name} recorded {recorded} attention maps for the {depth} blocks of its {stream!r} stream: its "
+                "attention probabilities were not captured (fused/SDPA attention, or a model not built from "
+                "relevance.layers). Convert models with relevance.models (e.g. relevance.models.vit.from_timm).")
+        if stream not in tape.spaces or not tape.spaces[stream].readouts:
+            raise AttentionNotCapturedError(f"{name} recorded no token space or pooling for its {stream!r} stream")
+
+
+# -------------------------------------------------------------------------------------- backward passes
+def _columns(space: TokenSpace) -> Tensor:
+    """(B, N) the tokens a map is made of: the patch tokens of an image, the valid tokens of a text."""
+    columns = space.valid.clone()
+    columns[:, :space.num_prefix_tokens] = False
+    return columns
+
+
+def _input_site(tape: Tape, stream: str, spec: M.Method, conventions: M.Conventions) -> Tensor:
+    sites = tape.inputs.get(stream, {})
+    if not sites:
+        raise AttentionNotCapturedError(f"the {stream!r} stream marked no input site for input-level relevance")
+    name = conventions.input_site.get(spec.name) or next(iter(sites))
+    if name not in sites:
+        raise KeyError(f"the {stream!r} stream has no input site {name!r} (it has {', '.join(sites)})")
+    return sites[name]
+
+
+def _grad(outputs: Tensor, wanted: list[Tensor], seed: Tensor, retain: bool) -> list[Tensor]:
+    results = torch.autograd.grad(outputs, wanted, seed, retain_graph=retain, allow_unused=True)
+    return [torch.zeros_like(w) if r is None else r for w, r in zip(wanted, results)]
+
+
+def _backward_passes(spec: M.Method, tape: Tape, output: Tensor, target: Target, blocks: dict[str, list[int]],
+                     options: M.Options, conventions: M.Conventions) -> dict[str, M.StreamRecord]:
+    streams = list(blocks)
+    attention = {s: [tape.attention[AttentionKey(s, b)] for b in blocks[s]] for s in streams}
+    flat = [a for s in streams for a in attention[s]]
+    seed = target.seed(output).to(output.dtype)
+    gradients = relevance = inputs = None
     if spec.needs_gradients:
         tape.mode = Mode.GRADIENT
-        gradients = torch.autograd.grad(logits, attention, one_hot, retain_graph=spec.needs_attention_relevance)
-    if spec.needs_attention_relevance or spec.needs_input_relevance:
+        gradients = _grad(output, flat, seed, retain=spec.needs_attention_relevance or spec.needs_input_relevance)
+    if spec.needs_attention_relevance:
         tape.mode = Mode.RELEVANCE
-        wanted = attention if spec.needs_attention_relevance else [pixels]
-        results = torch.autograd.grad(logits, wanted, one_hot)
-        if spec.needs_attention_relevance:
-            attention_relevance = results
-        else:
-            (input_relevance,) = results
-    detached = [a.detach() for a in attention]
-    return M.Record(attention=detached, layout=tape.layout, gradients=gradients,
-                    attention_relevance=attention_relevance, input_relevance=input_relevance)
+        relevance = _grad(output, flat, seed, retain=False)
+    elif spec.needs_input_relevance:
+        tape.mode = Mode.RELEVANCE
+        sites = [_input_site(tape, s, spec, conventions) for s in streams]
+        propagated = _grad(output, sites, seed, retain=False)
+        gradient_form = spec.rules.propagates == "gradient"
+        inputs = [site.detach() * p if gradient_form else p for site, p in zip(sites, propagated)]
+    records, offset = {}, 0
+    for index, stream in enumerate(streams):
+        count = len(attention[stream])
+        space = tape.space(stream)
+
+        def part(values: list[Tensor] | None) -> list[Tensor] | None:
+            return None if values is None else values[offset:offset + count]
+
+        records[stream] = M.StreamRecord(
+            attention=[a.detach() for a in attention[stream]], readout=space.readout.detach(),
+            columns=_columns(space), options=options, gradients=part(gradients), attention_relevance=part(relevance),
+            input_relevance=None if inputs is None else inputs[index])
+        offset += count
+    return records
 
 
-def relevance_per_block(model: nn.Module, images: Tensor, target: TargetLike = None,
-                        method: str = "transformer_attribution") -> Tensor:
-    """Total relevance entering each block and leaving the last one, per sample: (B, L + 1).
+def _stream_map(spec: M.Method, space: TokenSpace, batch: Batch, stream: str, values: Tensor) -> ImageMap | TextMap:
+    if space.modality == "image":
+        if values.dim() == 2:  # a readout row over the tokens: the patch tokens, on the grid
+            height, width = space.grid_size
+            values = values[:, space.num_prefix_tokens:].reshape(values.shape[0], height, width)
+        return ImageMap(values=values, inputs=batch.images, signed=spec.signed)
+    values = values * space.valid.to(values.dtype)  # exactly zero on padding
+    return TextMap(values=values, inputs=batch.texts, signed=spec.signed)
 
-    Starting from the one-hot of the target logit, the paper's rules conserve relevance, so every column is
-    about 1 (spec §1.6, §8.5); the LRP baselines' rules do not. ``method`` names the rule set to check
-    (``transformer_attribution`` or ``lrp``).
+
+# ---------------------------------------------------------------------------------------- conservation
+def relevance_per_block(model: Any, inputs: Any, target: TargetLike = None,
+                        method: str = "transformer_attribution", stream: str | None = None,
+                        texts: Any = None) -> Tensor:
+    """Total relevance entering each block of a stream and leaving its last one, per sample: (B, L + 1).
+
+    Starting from the one-hot of the target logit, the CVPR 2021 rules conserve relevance, so every column is
+    about 1 (spec §1.6, §8.5); the LRP baselines' rules do not. For the Gradient x Input rule sets (``attnlrp``,
+    ``cp_lrp``) the relevance of a block input ``x`` is ``x * g`` and the totals are about the target logit.
+    ``method`` names the rule set to check; ``stream`` the stream (default: the model's first).
     """
+    adapter = adapter_for(model)
     spec = M.get_method(method)
     if spec.rules is None:
         raise ValueError(f"method {spec.name!r} propagates no relevance")
-    pixels, _, _ = _model_input(model, images)
-    pixels = pixels.detach().requires_grad_(True)
+    depths = adapter.depths()
+    stream = stream or next(iter(depths))
+    batch, target = adapter.prepare(inputs, texts=texts, target=target)
     with recording(spec.rules) as tape:
         try:
             with torch.enable_grad():
-                logits = model(pixels)
-                _check_recorded(tape, _depth(model), model)
-                targets = _resolve_targets(target, logits)
-                one_hot = torch.zeros_like(logits)
-                one_hot[torch.arange(len(targets)), targets] = 1.0
+                output = adapter.forward(batch)
+                _check_recorded(tape, depths, adapter)
+                bound = as_target(target, adapter.info.output).bind(output.detach(), adapter.info.class_names)
                 tape.mode = Mode.RELEVANCE
-                results = torch.autograd.grad(logits, tape.block_inputs, one_hot)
+                block_inputs = tape.block_inputs[stream]
+                results = _grad(output, block_inputs, bound.seed(output).to(output.dtype), retain=False)
+                if spec.rules.propagates == "gradient":
+                    results = [x.detach() * r for x, r in zip(block_inputs, results)]
         finally:
             tape.clear()
     return torch.stack([r.sum(dim=tuple(range(1, r.dim()))) for r in results], dim=1).detach()

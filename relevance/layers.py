@@ -11,14 +11,14 @@ from relevance import ops
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` whose relevance follows the rule set's linear rule (z+ in the paper)."""
+    """``nn.Linear``; rule kind ``linear``."""
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.linear(x, self.weight, self.bias)
 
 
 class PatchConv2d(nn.Conv2d):
-    """The convolution on pixels (patch embedding); relevance by the z^B rule. No padding modes, groups or
+    """The convolution on pixels (patch embedding); rule kind ``input_conv``. No padding modes, groups or
     dilation: a patch embedding has none."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -26,7 +26,7 @@ class PatchConv2d(nn.Conv2d):
 
 
 class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` over the last axis; relevance passes through unchanged."""
+    """``nn.LayerNorm`` over the last axis; rule kind ``normalization``."""
 
     def forward(self, x: Tensor) -> Tensor:
         if ops.rewriting_tape() is None:
@@ -34,19 +34,21 @@ class LayerNorm(nn.LayerNorm):
         return ops.layer_norm(x, self.weight, self.bias, self.eps)
 
 
-class GELU(nn.GELU):
-    """``nn.GELU`` (exact or tanh-approximated); relevance passes through unchanged."""
+class Activation(nn.Module):
+    """An element-wise activation by name (``gelu``, ``gelu_tanh``, ``quick_gelu``, ``tanh``, ``relu``); rule
+    kind ``activation``."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        if name not in ops.ACTIVATIONS:
+            raise ValueError(f"unknown activation {name!r}; known: {', '.join(ops.ACTIVATIONS)}")
+        self.name = name
 
     def forward(self, x: Tensor) -> Tensor:
-        approximate = self.approximate
-        return ops.identity_rule(lambda t: F.gelu(t, approximate=approximate), x)
+        return ops.activation(x, self.name)
 
-
-class QuickGELU(nn.Module):
-    """``x * sigmoid(1.702 x)`` (OpenAI CLIP); relevance passes through unchanged."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ops.identity_rule(lambda t: t * torch.sigmoid(1.702 * t), x)
+    def extra_repr(self) -> str:
+        return self.name
 
 
 class Dropout(nn.Dropout):
@@ -57,7 +59,7 @@ class Dropout(nn.Dropout):
 
 
 class LayerScale(nn.Module):
-    """Per-channel scaling ``x * gamma`` (CaiT/DeiT-III LayerScale); relevance passes through unchanged."""
+    """Per-channel scaling ``x * gamma`` (CaiT/DeiT-III LayerScale); rule kind ``scale``."""
 
     def __init__(self, dim: int, init_values: float = 1e-5):
         super().__init__()

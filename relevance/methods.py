@@ -1,38 +1,94 @@
-"""The explanation methods, as functions of a :class:`Record` of one explained forward and backward pass.
+"""The explanation methods, as functions of a :class:`StreamRecord`: what one explained pass produced for one
+token stream.
 
-Each method reads attention probabilities ``A`` (B, H, N, N) per block, their gradients ``dy_t/dA``, their LRP
-relevance ``R_A`` or the pixel relevance, never model internals. Token maps are read on the readout row(s)
-(the [CLS] row for class-token models, spec §2.1 step 8) and restricted to patch tokens.
+Each method reads, per block, the attention probabilities ``A`` (B, H, N, N), their gradients ``dy_t/dA``, their
+relevance ``R_A``, or the input-level relevance, never model internals, and never a model's type. Token methods
+return the readout row (B, N) of their token-to-token matrix (the [CLS] row for class-token models, spec §2.1
+step 8; the end-of-text row for CLIP's text tower); input methods return relevance at the stream's input site
+((B, C, H, W) pixels summed over channels, or (B, N) tokens summed over the hidden dimension). Where a
+reference differs between model families (row normalisation of the product, Grad-CAM's head weights), the family
+declares its convention (:class:`Conventions`) and the caller may override it (:class:`Options`).
 
 References: Chefer, Gur & Wolf, CVPR 2021 (arXiv 2012.09838), "transformer attribution"; Chefer, Gur & Wolf,
 ICCV 2021 (arXiv 2103.15679), "gradient rollout" (their generic attention-model explainability, "GAE");
 Abnar & Zuidema, ACL 2020, "rollout"; Voita et al., ACL 2019, "partial LRP"; Binder et al. 2016, "LRP";
-Selvaraju et al. 2017, Grad-CAM as adapted to attention by Chefer et al. 2021.
+Selvaraju et al. 2017, Grad-CAM as adapted to attention by Chefer et al. 2021; Achtibat et al., ICML 2024,
+"AttnLRP"; Ali et al., ICML 2022, "CP-LRP".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from relevance.render import normalize
-from relevance.rules import LRP_BASELINE_RULES, TRANSFORMER_ATTRIBUTION_RULES, RuleSet
-from relevance.tape import TokenLayout
+from relevance.rule_sets import (ATTNLRP_RULES, CP_LRP_RULES, LRP_BASELINE_RULES, TRANSFORMER_ATTRIBUTION_RULES,
+                                 RuleSet)
+
+#: Grad-CAM head weights: the mean gradient over the readout row's map entries (the ViT reference), or over the
+#: whole map (the BERT reference, spec §3).
+GRADCAM_WEIGHTS = ("readout_row", "whole_map")
 
 
 @dataclass(frozen=True)
-class Record:
-    """What one explained pass produced, for the blocks a method asked for (oldest block first).
+class Conventions:
+    """A model family's reference conventions: data, so that no method tests a model's type.
 
-    ``attention``, ``gradients`` and ``attention_relevance`` are lists of (B, H, N, N); ``input_relevance``
-    is (B, C, H, W). Entries a method did not ask for are ``None``.
+    Attributes
+    ----------
+    row_normalize:
+        Row-normalise ``I + M_b`` in transformer attribution's product (the BERT reference does, spec §2.2; the ViT
+        reference does not, spec §2.1 step 6).
+    gradcam_weights:
+        ``"readout_row"`` (ViT: head weights are the mean gradient of the readout row's map entries, and the map
+        is min-max normalised over that row) or ``"whole_map"`` (BERT: the mean over the whole map, which is
+        min-max normalised as a whole before the row is read).
+    start_layer:
+        Default ``start_layer`` per method name where the family's reference has one (e.g. the CLIP notebook's
+        -1 for ``gradient_rollout``); methods not named start at 0.
+    input_site:
+        Input site per method name where a method reads relevance somewhere other than the stream's first input
+        site (BERT's ``lrp`` reads the encoder input, spec §1.5, while ``attnlrp`` reads the word embeddings as lxt
+        does).
+    """
+
+    row_normalize: bool = False
+    gradcam_weights: str = "readout_row"
+    start_layer: Mapping[str, int] = field(default_factory=dict)
+    input_site: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The public options of the methods; ``None`` means the family's :class:`Conventions`."""
+
+    row_normalize: bool | None = None
+    gradcam_weights: str | None = None
+
+    def resolve(self, conventions: Conventions) -> "Options":
+        weights = self.gradcam_weights if self.gradcam_weights is not None else conventions.gradcam_weights
+        if weights not in GRADCAM_WEIGHTS:
+            raise ValueError(f"gradcam_weights must be one of {GRADCAM_WEIGHTS}, got {weights!r}")
+        row_normalize = conventions.row_normalize if self.row_normalize is None else bool(self.row_normalize)
+        return Options(row_normalize=row_normalize, gradcam_weights=weights)
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """What one explained pass produced for one token stream, for the blocks a method asked for (oldest first).
+
+    ``attention``, ``gradients`` and ``attention_relevance`` are lists of (B, H, N, N); ``readout`` is (B, N);
+    ``columns`` (B, N) marks the tokens a map is made of (patch tokens of an image, valid tokens of a text);
+    ``input_relevance`` is the relevance at the stream's input site, (B, ...). Entries a method did not ask for
+    are ``None``.
     """
 
     attention: Sequence[Tensor]
-    layout: TokenLayout
+    readout: Tensor
+    columns: Tensor
+    options: Options
     gradients: Sequence[Tensor] | None = None
     attention_relevance: Sequence[Tensor] | None = None
     input_relevance: Tensor | None = None
@@ -42,14 +98,20 @@ class Record:
 class Method:
     """An explanation method and what it needs from the explained pass.
 
-    ``blocks`` is ``"from_start"`` (blocks ``start_layer..L-1``) or ``"last"`` (the last block only).
-    ``rules`` is the rule set of the relevance pass (``None``: no relevance pass, plain autograd graph).
+    Attributes
+    ----------
+    blocks:
+        ``"from_start"`` (blocks ``start_layer..L-1``), ``"last"`` (the last block only) or ``"none"``.
+    rules:
+        The rule set of the relevance pass (``None``: no relevance pass, a plain autograd graph).
+    output:
+        ``"tokens"`` (a readout row over the stream's tokens) or ``"input"`` (relevance at the input site).
     """
 
     name: str
     title: str
     citation: str
-    compute: Callable[[Record], Tensor]
+    compute: Callable[[StreamRecord], Tensor | tuple[Tensor, Tensor]]
     blocks: str = "from_start"
     rules: RuleSet | None = None
     needs_gradients: bool = False
@@ -57,6 +119,8 @@ class Method:
     needs_input_relevance: bool = False
     class_specific: bool = True
     uses_start_layer: bool = False
+    output: str = "tokens"
+    signed: bool = False
 
     @property
     def needs_backward(self) -> bool:
@@ -64,10 +128,9 @@ class Method:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def readout_row(matrix: Tensor, layout: TokenLayout) -> Tensor:
-    """``readout @ matrix`` restricted to patch columns: (B, N, N) -> (B, P)."""
-    row = torch.einsum("n,bnm->bm", layout.readout.to(matrix.dtype), matrix)
-    return row[:, layout.num_prefix_tokens:]
+def readout_row(matrix: Tensor, readout: Tensor) -> Tensor:
+    """``readout @ matrix`` per sample: (B, N, N), (B, N) -> (B, N)."""
+    return torch.einsum("bn,bnm->bm", readout.to(matrix.dtype), matrix)
 
 
 def with_identity(matrices: Sequence[Tensor]) -> list[Tensor]:
@@ -94,63 +157,96 @@ def head_mean(tensor: Tensor) -> Tensor:
     return tensor.mean(dim=1)
 
 
+def min_max(values: Tensor, where: Tensor) -> Tensor:
+    """Min-max normalise each sample over the entries ``where`` is true (B, ...); other entries become 0; a
+    constant map gives zeros, never NaN."""
+    dims = tuple(range(1, values.dim()))
+    big = torch.finfo(values.dtype).max
+    low = values.masked_fill(~where, big).amin(dim=dims, keepdim=True)
+    high = values.masked_fill(~where, -big).amax(dim=dims, keepdim=True)
+    span = high - low
+    scaled = (values - low) / torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(where & (span > 0), scaled, torch.zeros_like(scaled))
+
+
 # ----------------------------------------------------------------------------------------------- methods
 def transformer_attribution_maps(gradients: Sequence[Tensor], attention_relevance: Sequence[Tensor]) -> list[Tensor]:
     """``M_b = E_h[(dy_t/dA_b * R_A_b)^+]`` per block (spec §2.1 step 5; CVPR 2021 Eq. 13)."""
     return [head_mean((g * r).clamp(min=0)) for g, r in zip(gradients, attention_relevance)]
 
 
-def aggregate_transformer_attribution(maps: Sequence[Tensor], layout: TokenLayout) -> Tensor:
-    """``C = (I + M_{L-1}) ... (I + M_s)``, no row normalisation, read on the readout row (spec §2.1 6-8)."""
-    return readout_row(chain(with_identity(maps)), layout)
+def aggregate_transformer_attribution(maps: Sequence[Tensor], normalize_rows: bool = False) -> Tensor:
+    """``C = (I + M_{L-1}) ... (I + M_s)`` (B, N, N), optionally row-normalised (BERT, spec §2.2; spec §2.1
+    steps 6-7)."""
+    matrices = with_identity(maps)
+    if normalize_rows:
+        matrices = [row_normalize(m) for m in matrices]
+    return chain(matrices)
 
 
-def transformer_attribution(record: Record) -> Tensor:
-    """Chefer et al. CVPR 2021: gradient-weighted LRP relevance of attention, chained over blocks."""
+def transformer_attribution(record: StreamRecord) -> tuple[Tensor, Tensor]:
+    """Chefer et al. CVPR 2021: gradient-weighted LRP relevance of attention, chained over blocks (Eqs. 13-16),
+    read on the readout row (spec §2.1 step 8). Returns the row (B, N) and the matrix ``C`` (B, N, N)."""
     maps = transformer_attribution_maps(record.gradients, record.attention_relevance)
-    return aggregate_transformer_attribution(maps, record.layout)
+    joint = aggregate_transformer_attribution(maps, record.options.row_normalize)
+    return readout_row(joint, record.readout), joint
 
 
-def gradient_rollout(record: Record) -> Tensor:
+def gradient_rollout(record: StreamRecord) -> tuple[Tensor, Tensor]:
     """Chefer et al. ICCV 2021 self-attention rule: ``R <- R + E_h[(dA * A)^+] R`` from ``R = I`` (Eqs. 5-7)."""
     attention = record.attention
     relevance = torch.eye(attention[0].shape[-1], dtype=attention[0].dtype, device=attention[0].device)
     relevance = relevance.expand(attention[0].shape[0], -1, -1)
     for a, g in zip(attention, record.gradients):
         relevance = relevance + head_mean((g * a).clamp(min=0)) @ relevance
-    return readout_row(relevance, record.layout)
+    return readout_row(relevance, record.readout), relevance
 
 
-def rollout(record: Record) -> Tensor:
+def rollout(record: StreamRecord) -> tuple[Tensor, Tensor]:
     """Abnar & Zuidema 2020: ``prod (E_h A + I) / rowsum``, class-agnostic (spec §3)."""
-    return readout_row(chain([row_normalize(m) for m in with_identity([head_mean(a) for a in record.attention])]),
-                       record.layout)
+    averaged = with_identity([head_mean(a) for a in record.attention])
+    joint = chain([row_normalize(m) for m in averaged])
+    return readout_row(joint, record.readout), joint
 
 
-def raw_attention(record: Record) -> Tensor:
+def raw_attention(record: StreamRecord) -> tuple[Tensor, Tensor]:
     """Head-mean attention of the last block on the readout row (spec §3 "Raw attention")."""
-    return readout_row(head_mean(record.attention[-1].clamp(min=0)), record.layout)
+    averaged = head_mean(record.attention[-1].clamp(min=0))
+    return readout_row(averaged, record.readout), averaged
 
 
-def attention_gradcam(record: Record) -> Tensor:
-    """Grad-CAM on the last block's attention (spec §3): head weights are the mean gradient over the readout
-    row's patch entries; ``(E_h[w_h A_h])^+``, min-max normalised as the reference returns it."""
+def attention_gradcam(record: StreamRecord) -> Tensor:
+    """Grad-CAM on the last block's attention (spec §3): head weights ``w_h`` are the mean gradient, then
+    ``(E_h[w_h A_h])^+``, min-max normalised as the references return it.
+
+    ``gradcam_weights="readout_row"`` (ViT reference): ``w_h`` averages the readout row's map entries and the
+    row is normalised over them. ``"whole_map"`` (BERT reference): ``w_h`` averages the whole (valid) map, which
+    is normalised as a whole before its readout row is read.
+    """
     attention, gradient = record.attention[-1], record.gradients[-1]
-    layout = record.layout
-    rows = torch.stack([readout_row(attention[:, h], layout) for h in range(attention.shape[1])], dim=1)
-    grad_rows = torch.stack([readout_row(gradient[:, h], layout) for h in range(gradient.shape[1])], dim=1)
-    weights = grad_rows.mean(dim=-1, keepdim=True)
-    return normalize((rows * weights).mean(dim=1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    columns = record.columns
+    if record.options.gradcam_weights == "whole_map":
+        valid = (columns.unsqueeze(2) & columns.unsqueeze(1)).unsqueeze(1)  # (B, 1, N, N)
+        weights = (gradient * valid).sum(dim=(2, 3), keepdim=True) / valid.sum(dim=(2, 3), keepdim=True)
+        cam = (attention * weights).mean(dim=1).clamp(min=0)
+        return readout_row(min_max(cam, valid[:, 0]), record.readout)
+    rows = torch.einsum("bn,bhnm->bhm", record.readout.to(attention.dtype), attention)
+    grad_rows = torch.einsum("bn,bhnm->bhm", record.readout.to(gradient.dtype), gradient)
+    mask = columns.unsqueeze(1)
+    weights = (grad_rows * mask).sum(dim=-1, keepdim=True) / mask.sum(dim=-1, keepdim=True)
+    return min_max((rows * weights).mean(dim=1).clamp(min=0), columns)
 
 
-def partial_lrp(record: Record) -> Tensor:
+def partial_lrp(record: StreamRecord) -> tuple[Tensor, Tensor]:
     """Voita et al. 2019 as in the CVPR 2021 baselines: ``E_h[(R_A)^+]`` of the last block, LRP rules (§3)."""
-    return readout_row(head_mean(record.attention_relevance[-1].clamp(min=0)), record.layout)
+    averaged = head_mean(record.attention_relevance[-1].clamp(min=0))
+    return readout_row(averaged, record.readout), averaged
 
 
-def full_lrp(record: Record) -> Tensor:
-    """LRP down to the pixels through the z^B rule, summed over channels: (B, H, W) (spec §3 "Full LRP")."""
-    return record.input_relevance.sum(dim=1)
+def input_relevance(record: StreamRecord) -> Tensor:
+    """Relevance at the stream's input site, summed over channels (pixels) or the hidden dimension (tokens)."""
+    relevance = record.input_relevance
+    return relevance.sum(dim=1) if relevance.dim() == 4 else relevance.sum(dim=-1)
 
 
 _CVPR21 = "Chefer, Gur & Wolf, Transformer Interpretability Beyond Attention Visualization, CVPR 2021"
@@ -166,8 +262,8 @@ METHODS: dict[str, Method] = {
                rollout, class_specific=False, uses_start_layer=True),
         Method("attention_gradcam", "Attention Grad-CAM", "Selvaraju et al. ICCV 2017, on attention as in "
                + _CVPR21, attention_gradcam, blocks="last", needs_gradients=True),
-        Method("lrp", "Full LRP", "Binder et al. 2016; LRP baseline of " + _CVPR21, full_lrp,
-               blocks="none", rules=LRP_BASELINE_RULES, needs_input_relevance=True),
+        Method("lrp", "Full LRP", "Binder et al. 2016; LRP baseline of " + _CVPR21, input_relevance,
+               blocks="none", rules=LRP_BASELINE_RULES, needs_input_relevance=True, output="input", signed=True),
         Method("partial_lrp", "Partial LRP", "Voita et al. ACL 2019; baseline of " + _CVPR21, partial_lrp,
                blocks="last", rules=LRP_BASELINE_RULES, needs_attention_relevance=True),
         Method("transformer_attribution", "Transformer attribution", _CVPR21, transformer_attribution,
@@ -175,22 +271,30 @@ METHODS: dict[str, Method] = {
                uses_start_layer=True),
         Method("gradient_rollout", "Gradient rollout (GAE)", _ICCV21 + ", self-attention rule (Eqs. 5-7)",
                gradient_rollout, needs_gradients=True, uses_start_layer=True),
+        Method("attnlrp", "AttnLRP", "Achtibat et al., AttnLRP: Attention-Aware Layer-Wise Relevance Propagation "
+               "for Transformers, ICML 2024", input_relevance, blocks="none", rules=ATTNLRP_RULES,
+               needs_input_relevance=True, output="input", signed=True),
+        Method("cp_lrp", "CP-LRP", "Ali et al., XAI for Transformers: Better Explanations through Conservative "
+               "Propagation, ICML 2022", input_relevance, blocks="none", rules=CP_LRP_RULES,
+               needs_input_relevance=True, output="input", signed=True),
     )
 }
 
 #: Names used by later benchmark tables (spec §7).
 ALIASES = {"transatt": "transformer_attribution", "gae": "gradient_rollout", "raw_attention": "attention",
-           "full_lrp": "lrp", "attn_gradcam": "attention_gradcam"}
+           "full_lrp": "lrp", "attn_gradcam": "attention_gradcam", "cp-lrp": "cp_lrp", "attn_lrp": "attnlrp"}
 
 
 def get_method(name: str) -> Method:
     """The method called ``name`` (or one of its aliases); a clear error listing the valid names otherwise."""
-    key = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a name (str), got {type(name).__name__}")
+    key = ALIASES.get(name.lower(), name.lower())
     if key not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     return METHODS[key]
 
 
 def list_methods() -> list[str]:
-    """The names of the methods, in the order of the paper's tables."""
+    """The names of the methods, in the order of the papers' tables."""
     return list(METHODS)

@@ -8,18 +8,31 @@ output) to the relevance of each input (same shape as that input).
 All rules are batch-first and per-sample: nothing sums across the batch axis (the reference code's
 ``Add`` does, which is its batch-1 quirk, spec §6.1 #1). At batch 1 the numbers equal the reference.
 
-A :class:`RuleSet` says which rule each kind of layer uses. Rule sets are configuration: the model code never
-chooses a rule (see :mod:`relevance.ops`).
+A :class:`RuleSet` says which rule each kind of operation uses (:mod:`relevance.rule_sets` holds the presets).
+Rule sets are configuration: the model code never chooses a rule (see :mod:`relevance.ops`). Every rule object
+has one entry point, :meth:`Rule.propagate`, called by the operation's autograd node during the relevance pass;
+the plain functions and ``__call__`` methods here are the rules' mathematics, tested against explicit sums.
+
+Two kinds of rule sets exist. *Relevance* rule sets (the CVPR 2021 rules and the LRP baselines) pass relevance
+itself backwards. *Gradient* rule sets (AttnLRP, CP-LRP) pass a modified gradient, as Achtibat et al. (2024)
+implement LRP "as Gradient x Input with modified backward functions"; the relevance of a tensor ``x`` is then
+``x * g``. :class:`Gradient` is the ordinary vector-Jacobian product, which in that form is the LRP-0 / epsilon
+rule with the bias absorbing its share.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:  # the operations call the rules; the rules only read their inputs
+    from relevance.ops import Operation
 
 #: The stabiliser of :func:`safe_divide` (spec §1.2).
 STABILIZER = 1e-9
@@ -52,9 +65,104 @@ def reduce_to_shape(tensor: Tensor, shape: torch.Size) -> Tensor:
     return tensor.sum(dim=dims, keepdim=True) if dims else tensor
 
 
+# ----------------------------------------------------------------------------------------------- dispatch
+class Rule:
+    """How relevance (or, in a gradient rule set, the modified gradient) passes through one operation.
+
+    :meth:`propagate` receives the operation (which knows its own gradient and hyper-parameters), its inputs in
+    the order the operation was called with (``None`` for absent optional tensors), its output when
+    :attr:`needs_output`, and what arrived from above; it returns one tensor (or ``None``) per input.
+    """
+
+    needs_output: bool = False
+
+    def propagate(self, op: "Operation", inputs: Sequence[Tensor | None], output: Tensor | None,
+                  upstream: Tensor) -> tuple[Tensor | None, ...]:
+        raise NotImplementedError
+
+
+class Identity(Rule):
+    """The identity rule: everything goes to the first input (LayerNorm, GELU, softmax and scaling in the CVPR
+    2021 rules, spec §1.3; the score branch of an attention-mask addition, spec §1.5)."""
+
+    def propagate(self, op, inputs, output, upstream):
+        return (upstream,) + (None,) * (len(inputs) - 1)
+
+
+class Gradient(Rule):
+    """The operation's own vector-Jacobian product. In a gradient rule set this is Gradient x Input's rule for
+    the operation: for a linear map the LRP-0 rule with the bias absorbing its share (epsilon -> 0, as lxt's
+    efficient AttnLRP and CP-LRP implement it); for the softmax AttnLRP's rule with its bias term (Achtibat et
+    al. 2024, Prop. 3.1: ``R_x = x (R - s sum R)`` is ``x`` times the softmax's gradient of ``R / s``)."""
+
+    def propagate(self, op, inputs, output, upstream):
+        return op.gradient(inputs, upstream, output)
+
+
+@dataclass(frozen=True)
+class Uniform(Rule):
+    """AttnLRP's uniform rule for a product of ``n`` activations (Achtibat et al. 2024, Prop. 3.2-3.3):
+    the epsilon rule, then each operand keeps ``share = 1/n`` of it. Gradient form: the gradient of
+    ``share * upstream``."""
+
+    share: float = 0.5
+
+    def propagate(self, op, inputs, output, upstream):
+        return op.gradient(inputs, upstream * self.share, output)
+
+
+class ConstantAttention(Rule):
+    """CP-LRP's rule for ``A V`` (Ali et al., ICML 2022, the "AH" rule): the attention probabilities are held
+    constant, so everything flows to the values ``V`` and none to ``A`` (gradient form)."""
+
+    def propagate(self, op, inputs, output, upstream):
+        gradients = op.gradient(inputs, upstream, output)
+        return (None,) + tuple(gradients[1:])
+
+
+class ConstantScale(Rule):
+    """Normalisation with its scale held constant (AttnLRP's identity rule on ``1/std``, Achtibat et al. 2024
+    Prop. 3.4; CP-LRP's "LN" rule, Ali et al. 2022): gradient form, the gradient of the normalisation with the
+    standard deviation (or norm) detached. The operation supplies that gradient."""
+
+    def propagate(self, op, inputs, output, upstream):
+        return op.gradient_with_constant_scale(inputs, upstream)
+
+
+class IdentityGradient(Rule):
+    """The identity rule for an element-wise non-linearity ``y = f(x)`` in gradient form (Achtibat et al. 2024,
+    Eq. 9): ``g_x = g_y f(x) / x``, so that ``x g_x = y g_y`` (0 where ``x = 0``)."""
+
+    needs_output = True
+
+    def propagate(self, op, inputs, output, upstream):
+        x = inputs[0]
+        ratio = torch.where(x == 0, torch.zeros_like(x), output / torch.where(x == 0, torch.ones_like(x), x))
+        return (upstream * ratio,) + (None,) * (len(inputs) - 1)
+
+
+class ZRule(Rule):
+    """The z-rule of a linear operation of one input (token selection, token mean; spec §1.3 "IndexSelect",
+    "Avg pool"): ``R_x = x * J^T (R / z)`` with :func:`safe_divide`."""
+
+    needs_output = True
+
+    def propagate(self, op, inputs, output, upstream):
+        scaled = op.gradient(inputs, safe_divide(upstream, output), output)[0]
+        return (inputs[0] * scaled,) + (None,) * (len(inputs) - 1)
+
+
+class Fanout(Rule):
+    """Clone (one tensor used by several branches, spec §1.3): ``R_x = x * (sum_c R_c) / x``, 0 where x = 0.
+    Autograd has already summed the branches' relevance."""
+
+    def propagate(self, op, inputs, output, upstream):
+        return (inputs[0] * safe_divide(upstream, inputs[0]),)
+
+
 # --------------------------------------------------------------------------------------------- linear layers
 @dataclass(frozen=True)
-class AlphaBeta:
+class AlphaBeta(Rule):
     """The alpha-beta rule for a linear layer ``z = W x + b`` (spec §1.3 "Linear", Bach et al. 2015).
 
     With ``alpha = 1`` (so ``beta = alpha - 1 = 0``) this is the z+ rule of the CVPR 2021 method: only the
@@ -73,6 +181,12 @@ class AlphaBeta:
 
     alpha: float = 1.0
     shared_denominator: bool = True
+    needs_output = True  # the shared z+ rule reuses the forward's x @ W^T
+
+    def propagate(self, op, inputs, output, upstream):
+        x, weight, bias = inputs
+        product = output if bias is None else output - bias
+        return self(x, weight, upstream, product), None, None
 
     def __call__(self, x: Tensor, weight: Tensor, relevance: Tensor, product: Tensor | None = None) -> Tensor:
         """``x`` (..., in), ``weight`` (out, in), ``relevance`` (..., out) -> relevance of ``x`` (..., in).
@@ -118,35 +232,55 @@ def _zplus_shared(x: Tensor, weight: Tensor, relevance: Tensor, product: Tensor 
     return torch.addcmul(x * (s @ weight), x_abs, s @ magnitude).mul_(0.5)
 
 
-_MAGNITUDE_CACHE: dict[int, tuple] = {}
+#: Upper bound of the bytes that :func:`weight_magnitude` keeps (least recently used entries go first).
+MAGNITUDE_CACHE_BYTES = 1 << 30
+
+_MAGNITUDE_CACHE: OrderedDict[int, tuple] = OrderedDict()
 
 
 def weight_magnitude(weight: Tensor) -> Tensor:
     """``|W|``, cached per weight tensor.
 
     At batch 1 a pass over every weight matrix costs a sizeable share of an explanation, so ``|W|`` is kept
-    while the weight is unchanged (same object, storage, dtype and in-place version counter: an optimiser step
-    or ``load_state_dict`` invalidates it) and freed with the weight. It holds no explanation state.
+    while the weight is unchanged (same object, storage, dtype, device and in-place version counter: an optimiser
+    step or ``load_state_dict`` invalidates it). An entry is freed with its weight (a weak reference), and the
+    whole cache holds at most :data:`MAGNITUDE_CACHE_BYTES` (least recently used entries are dropped first), on
+    every device. It holds no explanation state.
     """
     key = (weight.data_ptr(), weight.dtype, weight.device, weight._version)
-    cached = _MAGNITUDE_CACHE.get(id(weight))
+    identity = id(weight)
+    cached = _MAGNITUDE_CACHE.get(identity)
     if cached is not None and cached[0]() is weight and cached[1] == key:
+        _MAGNITUDE_CACHE.move_to_end(identity)
         return cached[2]
     magnitude = weight.detach().abs()
-    identity = id(weight)
+    size = magnitude.numel() * magnitude.element_size()
+    if size > MAGNITUDE_CACHE_BYTES:
+        return magnitude
     reference = weakref.ref(weight, lambda _: _MAGNITUDE_CACHE.pop(identity, None))
     _MAGNITUDE_CACHE[identity] = (reference, key, magnitude)
+    while sum(m.numel() * m.element_size() for _, _, m in _MAGNITUDE_CACHE.values()) > MAGNITUDE_CACHE_BYTES:
+        _MAGNITUDE_CACHE.popitem(last=False)
     return magnitude
 
 
+def clear_weight_cache() -> None:
+    """Free every cached ``|W|`` (see :func:`weight_magnitude`)."""
+    _MAGNITUDE_CACHE.clear()
+
+
 @dataclass(frozen=True)
-class ZBox:
+class ZBox(Rule):
     """The z^B (box) rule for the first convolution, on pixels (spec §1.3 "Conv2d, input layer").
 
     Bounds are the per-sample minimum ``l`` and maximum ``h`` of the input over channels, height and width
     (Montavon et al. 2017). ``Z = conv(x, W) - conv(l, W+) - conv(h, W-) + 1e-9`` (no bias, plain division) and
     ``R_x = x * conv^T(S, W) - l * conv^T(S, W+) - h * conv^T(S, W-)`` with ``S = R / Z``.
     """
+
+    def propagate(self, op, inputs, output, upstream):
+        x, weight, _ = inputs
+        return self(x, weight, upstream, op.stride, op.padding), None, None
 
     def __call__(self, x: Tensor, weight: Tensor, relevance: Tensor, stride: tuple[int, int],
                  padding: tuple[int, int]) -> Tensor:
@@ -174,7 +308,7 @@ def _transposed_output_padding(in_size, out_size, kernel, stride, padding) -> tu
 
 # ------------------------------------------------------------------------------------- two-operand products
 @dataclass(frozen=True)
-class BilinearSplit:
+class BilinearSplit(Rule):
     """z-rule for a product of two activations, ``Z = U V`` (spec §1.3 "einsum / MatMul").
 
     Each operand gets ``R_U = U * J_U^T (R / Z)`` and ``R_V = V * J_V^T (R / Z)``, which each carry the full
@@ -182,6 +316,9 @@ class BilinearSplit:
     """
 
     share: float = 0.5
+
+    def propagate(self, op, inputs, output, upstream):
+        return self(*inputs, upstream)
 
     def __call__(self, u: Tensor, v: Tensor, relevance: Tensor) -> tuple[Tensor, Tensor]:
         """``u`` (..., n, k), ``v`` (..., k, m), ``relevance`` (..., n, m) -> (R_u, R_v)."""
@@ -191,12 +328,15 @@ class BilinearSplit:
 
 # ----------------------------------------------------------------------------------------------- additions
 @dataclass(frozen=True)
-class RenormalizedAdd:
+class RenormalizedAdd(Rule):
     """The CVPR 2021 rule for ``z = a + b`` (spec §1.3 "Add"): z-rule split, then per-sample renormalisation.
 
     ``rho_a = a R / z`` and ``rho_b = b R / z``; with per-sample totals ``s_a``, ``s_b`` and ``T = sum R``,
     ``R_a = rho_a * (|s_a| / (|s_a| + |s_b|) T) / s_a`` and likewise for ``b``, so each sample keeps its total.
     """
+
+    def propagate(self, op, inputs, output, upstream):
+        return self(*inputs, upstream)
 
     def __call__(self, a: Tensor, b: Tensor, relevance: Tensor) -> tuple[Tensor, Tensor]:
         """Operands broadcastable to ``relevance`` (B, ...); returns relevance shaped like ``a`` and ``b``."""
@@ -212,74 +352,13 @@ class RenormalizedAdd:
 
 
 @dataclass(frozen=True)
-class ZAdd:
+class ZAdd(Rule):
     """Plain z-rule for ``z = a + b`` (the baselines' ``layers_lrp`` Add, spec §1.4): ``R_a = a R / z``."""
+
+    def propagate(self, op, inputs, output, upstream):
+        return self(*inputs, upstream)
 
     def __call__(self, a: Tensor, b: Tensor, relevance: Tensor) -> tuple[Tensor, Tensor]:
         """Operands broadcastable to ``relevance``; returns relevance shaped like ``a`` and ``b``."""
         s = safe_divide(relevance, a + b)
         return reduce_to_shape(a * s, a.shape), reduce_to_shape(b * s, b.shape)
-
-
-# ---------------------------------------------------------------------------------------------- structural
-def fanout_rule(x: Tensor, relevance: Tensor) -> Tensor:
-    """Clone (one tensor used by several branches, spec §1.3): ``R_x = x * (sum_c R_c) / x``, 0 where x = 0.
-
-    ``relevance`` is the sum of the branch relevances.
-    """
-    return x * safe_divide(relevance, x)
-
-
-def selection_rule(x: Tensor, relevance: Tensor, index: int) -> Tensor:
-    """IndexSelect along the token axis (CLS pooling, spec §1.3): z-rule, relevance only at ``index``.
-
-    ``x`` (B, N, D), ``relevance`` (B, D) -> (B, N, D).
-    """
-    result = torch.zeros_like(x)
-    selected = x[:, index]
-    result[:, index] = selected * safe_divide(relevance, selected)
-    return result
-
-
-def token_mean_rule(x: Tensor, relevance: Tensor, start: int) -> Tensor:
-    """Average pooling over tokens ``start:`` (generic z-rule, spec §1.3 "Avg pool").
-
-    ``x`` (B, N, D), ``relevance`` (B, D) -> (B, N, D); tokens before ``start`` get none.
-    """
-    tokens = x[:, start:]
-    mean = tokens.mean(dim=1)
-    result = torch.zeros_like(x)
-    result[:, start:] = tokens / tokens.shape[1] * safe_divide(relevance, mean).unsqueeze(1)
-    return result
-
-
-# ----------------------------------------------------------------------------------------------- rule sets
-@dataclass(frozen=True)
-class RuleSet:
-    """Which rule each kind of layer uses. Layers not named here (LayerNorm, GELU, softmax, dropout, scaling)
-    pass relevance through unchanged (spec §1.3); token selection, pooling and fan-out use the z-rule."""
-
-    name: str
-    linear: AlphaBeta
-    add: RenormalizedAdd | ZAdd
-    product: BilinearSplit
-    input_conv: ZBox
-
-
-#: The paper's layer set (``layers_ours``): conservative z+ and renormalised additions.
-TRANSFORMER_ATTRIBUTION_RULES = RuleSet(
-    name="transformer_attribution",
-    linear=AlphaBeta(alpha=1.0, shared_denominator=True),
-    add=RenormalizedAdd(),
-    product=BilinearSplit(share=0.5),
-    input_conv=ZBox(),
-)
-
-#: The LRP baselines' layer set (``layers_lrp``, spec §1.4): separate normalisation, plain additions.
-LRP_BASELINE_RULES = RuleSet(
-    name="lrp_baseline",
-    linear=AlphaBeta(alpha=1.0, shared_denominator=False),
-    add=ZAdd(),
-    product=BilinearSplit(share=0.5),
-    input_conv=ZBox(),
-)

@@ -1,15 +1,24 @@
 """The tape: everything one explanation records, kept off the model.
 
 A :class:`Tape` lives for one call of :func:`relevance.explain`. It is made current with :func:`recording`
-(a context variable, so every thread and every call has its own) and the LRP-aware layers write to it while the
-model runs forward: the attention probabilities of each block, each block's input, and the token layout. The
-model itself keeps nothing, so two threads can explain with one model at once, and no hooks are ever
+(a context variable, so every thread and every call has its own) and the LRP-aware operations write to it while
+the model runs forward:
+
+* **attention sites**: each attention probability tensor (B, H, Nq, Nk) under an :class:`AttentionKey`
+  (stream, layer, self or cross, query space, key space), so two towers or a cross-attention never collide;
+* **token spaces**: per token stream, how its tokens map to the input (:class:`TokenSpace`: modality, patch
+  grid, prefix tokens, per-sample validity) and, recorded by the pooling operations themselves, the per-sample
+  **readout** (B, N): the weights of the tokens whose final state feeds the output;
+* **input sites**: the tensors where input-level relevance is read (pixels, word embeddings, the encoder input);
+* **block inputs** per stream, for conservation checks.
+
+The model itself keeps nothing, so two threads can explain with one model at once, and no hooks are ever
 registered on modules.
 
 While a tape with a :class:`~relevance.rules.RuleSet` is current, the layers build their graph from rule
-operations (:mod:`relevance.ops`) whose backward pass computes either the ordinary gradient or LRP relevance,
-depending on :attr:`Tape.mode`. One forward pass therefore serves both the gradient ``dy_t/dA`` and the
-relevance ``R_A`` that the CVPR 2021 method multiplies.
+operations (:mod:`relevance.ops`) whose backward pass computes either the ordinary gradient or the rule set's
+propagation, depending on :attr:`Tape.mode`. One forward pass therefore serves both the gradient ``dy_t/dA`` and
+the relevance ``R_A`` that the CVPR 2021 method multiplies.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import torch
 from torch import Tensor
 
-from relevance.rules import RuleSet
+from relevance.rule_sets import RuleSet
 
 
 class Mode(enum.Enum):
@@ -32,25 +42,75 @@ class Mode(enum.Enum):
     RELEVANCE = "relevance"
 
 
-@dataclass(frozen=True)
-class TokenLayout:
-    """How a model's tokens map to the image, recorded by the model during its forward pass.
+@dataclass(frozen=True, order=True)
+class AttentionKey:
+    """Where an attention map was recorded.
 
     Attributes
     ----------
-    num_prefix_tokens:
-        Tokens before the patch tokens (class, distillation and register tokens).
-    grid_size:
-        (h, w) of the patch grid; patch token ``k`` is grid cell ``divmod(k, w)``, row-major.
-    readout:
-        (N,) weights of the tokens whose final state feeds the classifier: one-hot on the class token for
-        class-token pooling, 1/2 on class and distillation tokens for DeiT-distilled, uniform over patches
-        for average pooling. Maps that read "the [CLS] row" (spec §2.1 step 8) read ``readout @ matrix``.
+    stream:
+        The token stream whose blocks the attention belongs to (``"image"``, ``"text"``).
+    layer:
+        Block index within the stream, 0 = closest to the input.
+    kind:
+        ``"self"`` or ``"cross"``.
+    query, key:
+        Token spaces of the rows and the columns (both ``stream`` for self-attention).
     """
 
-    num_prefix_tokens: int
-    grid_size: tuple[int, int]
-    readout: Tensor
+    stream: str
+    layer: int
+    kind: str = "self"
+    query: str = ""
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.query:
+            object.__setattr__(self, "query", self.stream)
+        if not self.key:
+            object.__setattr__(self, "key", self.stream)
+
+
+@dataclass
+class TokenSpace:
+    """How one token stream maps to the input, recorded by the model during its forward pass.
+
+    Attributes
+    ----------
+    name:
+        The stream's name (``"image"``, ``"text"``).
+    modality:
+        ``"image"`` or ``"text"``.
+    num_tokens:
+        N, the sequence length (padding included).
+    valid:
+        (B, N) bool: ``False`` on padding.
+    grid_size:
+        Image streams: (h, w) of the patch grid; patch ``k`` is grid cell ``divmod(k, w)``, row-major.
+    num_prefix_tokens:
+        Image streams: tokens before the patch tokens (class, distillation, register tokens).
+    readouts:
+        Rows (B, N) recorded by the pooling operations (:func:`relevance.ops.select_token`,
+        :func:`relevance.ops.mean_tokens`); :attr:`readout` is their mean.
+    """
+
+    name: str
+    modality: str
+    num_tokens: int
+    valid: Tensor
+    grid_size: tuple[int, int] | None = None
+    num_prefix_tokens: int = 0
+    readouts: list[Tensor] = field(default_factory=list)
+
+    @property
+    def readout(self) -> Tensor:
+        """(B, N) weights of the tokens whose final state feeds the output: the [CLS] row for class-token pooling,
+        1/2 on class and distillation tokens for DeiT-distilled, uniform over valid tokens for average pooling, the
+        end-of-text token (per sample) for CLIP's text tower. Maps that read "the [CLS] row" (spec §2.1 step 8)
+        read ``readout @ matrix``."""
+        if not self.readouts:
+            raise RuntimeError(f"the {self.name!r} stream recorded no pooling operation, so it has no readout")
+        return torch.stack(self.readouts).mean(dim=0)
 
 
 @dataclass(eq=False)
@@ -59,15 +119,27 @@ class Tape:
 
     rules: RuleSet | None = None
     mode: Mode = Mode.GRADIENT
-    attention: list[Tensor] = field(default_factory=list)
-    block_inputs: list[Tensor] = field(default_factory=list)
-    layout: TokenLayout | None = None
+    attention: dict[AttentionKey, Tensor] = field(default_factory=dict)
+    spaces: dict[str, TokenSpace] = field(default_factory=dict)
+    inputs: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    block_inputs: dict[str, list[Tensor]] = field(default_factory=dict)
+
+    def attention_of(self, stream: str, kind: str = "self") -> list[Tensor]:
+        """The stream's attention maps of one kind, ordered by layer."""
+        keys = sorted(k for k in self.attention if k.stream == stream and k.kind == kind)
+        return [self.attention[k] for k in keys]
+
+    def space(self, name: str) -> TokenSpace:
+        if name not in self.spaces:
+            raise KeyError(f"no token space {name!r} was recorded (recorded: {sorted(self.spaces)})")
+        return self.spaces[name]
 
     def clear(self) -> None:
         """Drop every recorded tensor (breaks the reference cycle tape -> graph -> tape)."""
         self.attention.clear()
+        self.spaces.clear()
+        self.inputs.clear()
         self.block_inputs.clear()
-        self.layout = None
 
 
 _CURRENT: ContextVar[Tape | None] = ContextVar("relevance_tape", default=None)

@@ -37,3 +37,24 @@ def tiny_timm_vit(name: str = "vit_tiny_patch16_224", seed: int = 0, spread: boo
                 if "gamma" in parameter_name:
                     parameter.uniform_(0.5, 1.5)
     return model
+
+
+#: ViT configurations every engine test runs on (timm kwargs; ``name`` picks the timm architecture).
+VIT_CONFIGS = {
+    "vit-class-token-patch8": dict(),
+    "deit-distilled": dict(name="deit_tiny_distilled_patch16_224"),
+    "patch32-at-384": dict(name="vit_base_patch32_384", img_size=384, patch_size=32, depth=2),
+    "register-tokens": dict(reg_tokens=4, no_embed_class=True),
+    "patch14-no-qkv-bias": dict(img_size=56, patch_size=14, qkv_bias=False),
+    "avg-pool-fc-norm-no-class-token": dict(global_pool="avg", class_token=False, fc_norm=True),
+    "layer-scale-qk-norm-pre-norm": dict(init_values=1e-5, qk_norm=True, pre_norm=True),
+    "non-square-image": dict(img_size=(32, 48)),
+    "gelu-tanh-deep-wide-heads": dict(depth=5, num_heads=6, act_layer="gelu_tanh"),
+}
+
+
+def vit_config_model(config: str, **overrides):
+    """A small random timm ViT of one of :data:`VIT_CONFIGS`."""
+    kwargs = dict(VIT_CONFIGS[config])
+    kwargs.update(overrides)
+    return tiny_timm_vit(kwargs.pop("name", "vit_tiny_patch16_224"), **kwargs)

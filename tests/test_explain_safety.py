@@ -113,8 +113,8 @@ def test_failures_leave_no_tape_and_the_model_works_afterwards(model, monkeypatc
 
 
 def test_a_model_whose_attention_was_not_captured_is_refused():
-    timm_model = tiny_timm_vit()  # timm's own model records nothing (and uses fused attention)
-    with pytest.raises(relevance.AttentionNotCapturedError, match="not captured"):
+    timm_model = tiny_timm_vit()  # timm's own model is not LRP-aware (and uses fused attention)
+    with pytest.raises(TypeError, match="not an LRP-aware model.*from_timm"):
         relevance.explain(timm_model, images().float())
     model = vit.from_timm(tiny_timm_vit())
 
@@ -130,7 +130,7 @@ def test_a_model_whose_attention_was_not_captured_is_refused():
             return self.inner.proj(out.transpose(1, 2).reshape(b, n, d))
 
     model.blocks[2].attn = FusedAttention(model.blocks[2].attn)
-    with pytest.raises(relevance.AttentionNotCapturedError, match="2 attention maps for 3 blocks"):
+    with pytest.raises(relevance.AttentionNotCapturedError, match="2 attention maps for the 3 blocks"):
         relevance.explain(model, images().float())
 
 
@@ -140,13 +140,17 @@ def test_bad_inputs_get_clear_errors(model):
         relevance.explain(model, x, method="grad_cam")
     with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, 32, 32\)"):
         relevance.explain(model, torch.randn(2, 3, 48, 48, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"start_layer must be an int in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"start_layer must be an int in \[-3, 2\]"):
         relevance.explain(model, x, start_layer=3)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        relevance.explain(model, torch.where(x > 1, float("nan"), x))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        relevance.explain(model, torch.where(x > 1, float("inf"), x))
     with pytest.raises(RuntimeError, match="inference_mode"):
         with torch.inference_mode():
             relevance.explain(model, x)
     with torch.no_grad():  # a no_grad caller still gets gradient-based maps
         assert relevance.explain(model, x, method="gradient_rollout").relevance.abs().sum() > 0
-    with pytest.raises(ValueError, match="data_config"):
+    with pytest.raises(ValueError, match="data config"):
         model.data_config = None
         relevance.explain(model, [torch.zeros(32, 32, 3, dtype=torch.uint8).numpy()])

@@ -79,9 +79,10 @@ def test_transformer_attribution_with_attention_in_place_of_relevance_equals_gra
     with recording() as tape:
         logits = model(x)
         one_hot = torch.nn.functional.one_hot(torch.tensor([1, 5], device=DEVICE), logits.shape[1]).double()
-        gradients = torch.autograd.grad(logits, tape.attention, one_hot)
-        maps = M.transformer_attribution_maps(gradients, [a.detach() for a in tape.attention])
-        product = M.aggregate_transformer_attribution(maps, tape.layout)
+        attention = tape.attention_of("image")
+        gradients = torch.autograd.grad(logits, attention, one_hot)
+        maps = M.transformer_attribution_maps(gradients, [a.detach() for a in attention])
+        product = M.readout_row(M.aggregate_transformer_attribution(maps), tape.space("image").readout)[:, 1:]
     rollout = relevance.explain(model, x.detach(), method="gradient_rollout", target=[1, 5]).relevance
     torch.testing.assert_close(product.reshape(rollout.shape), rollout, rtol=1e-12, atol=1e-15)
     attribution = relevance.explain(model, x.detach(), method="transformer_attribution", target=[1, 5]).relevance
@@ -127,7 +128,8 @@ def test_shapes_signs_and_class_dependence(models64):
     maps = {m: relevance.explain(model, x, method=m, target=[1, 2]).relevance for m in relevance.list_methods()}
     others = {m: relevance.explain(model, x, method=m, target=[3, 3]).relevance for m in relevance.list_methods()}
     for method, values in maps.items():
-        assert values.shape == ((2, 32, 32) if method == "lrp" else (2, 4, 4)), method
+        pixel_level = relevance.get_method(method).output == "input"
+        assert values.shape == ((2, 32, 32) if pixel_level else (2, 4, 4)), method
         assert torch.isfinite(values).all(), method
         class_agnostic = method in ("attention", "rollout")
         assert torch.equal(values, others[method]) == class_agnostic, method

@@ -145,21 +145,167 @@ def test_zbox_conserves_and_matches_explicit_patches():
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-12)
 
 
+class _Select:
+    """Stand-ins for the pooling operations (their exact gradients), for the z-rule."""
+
+    def __init__(self, gradient):
+        self.gradient = gradient
+
+
 def test_structural_rules():
     torch.manual_seed(8)
     x, r = torch.randn(2, 4, 3, dtype=torch.float64), torch.randn(2, 4, 3, dtype=torch.float64)
     x[0, 0, 0] = 0.0
-    fan = rules.fanout_rule(x, r)
+    (fan,) = rules.Fanout().propagate(None, (x,), None, r)
     assert fan[0, 0, 0] == 0
     torch.testing.assert_close(fan, torch.where(x == 0, 0.0, x * r / (x + 1e-9)))
     pooled_r = torch.randn(2, 3, dtype=torch.float64)
-    selected = rules.selection_rule(x, pooled_r, index=1)
-    assert selected[:, [0, 2, 3]].abs().sum() == 0
-    torch.testing.assert_close(selected[:, 1].sum(), pooled_r.sum(), rtol=1e-4, atol=0)  # x / (x + 1e-9)
-    mean = rules.token_mean_rule(x, pooled_r, start=1)
-    assert mean[:, 0].abs().sum() == 0
-    expected = x[:, 1:] / 3 * (pooled_r / (x[:, 1:].mean(1) + 1e-9)).unsqueeze(1)
-    torch.testing.assert_close(mean[:, 1:], expected)
+    # token selection at a per-sample position: the z-rule puts everything on that token
+    index = torch.tensor([1, 3])
+
+    def select_gradient(inputs, grad, output):
+        result = torch.zeros_like(inputs[0])
+        result[torch.arange(2), index] = grad
+        return (result,)
+
+    selected_x = x[torch.arange(2), index]
+    (selected,) = rules.ZRule().propagate(_Select(select_gradient), (x,), selected_x, pooled_r)
+    for b, i in enumerate(index.tolist()):
+        others = [t for t in range(4) if t != i]
+        assert selected[b, others].abs().sum() == 0
+        torch.testing.assert_close(selected[b, i], selected_x[b] * pooled_r[b] / (selected_x[b] + 1e-9))
+    # mean of tokens 1: the generic z-rule x / n * R / mean
+    mean = x[:, 1:].mean(1)
+
+    def mean_gradient(inputs, grad, output):
+        result = torch.zeros_like(inputs[0])
+        result[:, 1:] = grad.unsqueeze(1) / 3
+        return (result,)
+
+    (pooled,) = rules.ZRule().propagate(_Select(mean_gradient), (x,), mean, pooled_r)
+    assert pooled[:, 0].abs().sum() == 0
+    torch.testing.assert_close(pooled[:, 1:], x[:, 1:] / 3 * (pooled_r / (mean + 1e-9)).unsqueeze(1))
+
+
+# --------------------------------------------------------------------------------- gradient-form rules
+class _Product:
+    """The matmul operation's exact gradient, for the gradient-form rules."""
+
+    kind = "attention_values"
+
+    @staticmethod
+    def gradient(inputs, grad, output):
+        u, v = inputs
+        return grad @ v.transpose(-2, -1), u.transpose(-2, -1) @ grad
+
+
+def test_uniform_rule_gives_each_operand_half_of_the_epsilon_rule():
+    # AttnLRP Prop. 3.3: Z = U V; R_Z = Z * g; each operand gets half: R_U[i,k] = sum_j U_ik V_kj g_ij / 2
+    torch.manual_seed(11)
+    u, v, g = (torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 4, 5, dtype=torch.float64),
+               torch.randn(2, 3, 5, dtype=torch.float64))
+    grad_u, grad_v = rules.Uniform(0.5).propagate(_Product, (u, v), None, g)
+    relevance_u, relevance_v = u * grad_u, v * grad_v
+    expected_u = torch.einsum("bik,bkj,bij->bik", u, v, g) / 2
+    expected_v = torch.einsum("bik,bkj,bij->bkj", u, v, g) / 2
+    torch.testing.assert_close(relevance_u, expected_u, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(relevance_v, expected_v, rtol=1e-12, atol=1e-14)
+    total = ((u @ v) * g).sum()  # conservation: the halves add up to the output's relevance
+    torch.testing.assert_close(relevance_u.sum() + relevance_v.sum(), total, rtol=1e-12, atol=0)
+
+
+def test_constant_attention_gives_everything_to_the_values():
+    # CP-LRP's AH rule: A constant, so O = A V is linear in V and R_V = V * A^T g carries R_O = O * g entirely
+    torch.manual_seed(12)
+    a = torch.softmax(torch.randn(2, 3, 3, dtype=torch.float64), -1)
+    v, g = torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 3, 4, dtype=torch.float64)
+    grad_a, grad_v = rules.ConstantAttention().propagate(_Product, (a, v), None, g)
+    assert grad_a is None
+    expected = torch.einsum("bik,bkd,bid->bkd", a, v, g)
+    torch.testing.assert_close(v * grad_v, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close((v * grad_v).sum(), ((a @ v) * g).sum(), rtol=1e-12, atol=0)
+
+
+def test_constant_scale_layer_norm_equals_its_matrix_form_and_conserves_without_bias():
+    # AttnLRP Prop. 3.4 / CP-LRP "LN": y = diag(w)/std (I - 11^T/N) x + b; R_x = x * J^T g
+    from relevance.ops import LayerNorm
+
+    torch.manual_seed(13)
+    x, w, g = torch.randn(3, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    (grad_x, _, _) = rules.ConstantScale().propagate(LayerNorm(1e-6), (x, w, None), None, g)
+    for b in range(3):
+        std = ((x[b] - x[b].mean()).pow(2).mean() + 1e-6).sqrt()
+        jacobian = torch.diag(w) / std @ (torch.eye(6, dtype=torch.float64) - torch.ones(6, 6, dtype=torch.float64) / 6)
+        torch.testing.assert_close(grad_x[b], jacobian.T @ g[b], rtol=1e-12, atol=1e-14)
+        y = jacobian @ x[b]  # no bias: the layer is linear in x with the scale held constant
+        torch.testing.assert_close((x[b] * grad_x[b]).sum(), (y * g[b]).sum(), rtol=1e-10, atol=1e-14)
+
+
+def test_identity_gradient_passes_relevance_unchanged_through_activations():
+    # AttnLRP Eq. 9: R_x = R_y for y = f(x), element-wise; 0 where x = 0
+    class Gelu:
+        kind = "activation"
+
+    torch.manual_seed(14)
+    x, g = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    x[0, 0] = 0.0
+    y = F.gelu(x)
+    (grad_x,) = rules.IdentityGradient().propagate(Gelu, (x,), y, g)
+    torch.testing.assert_close(x * grad_x, y * g, rtol=1e-12, atol=1e-15)
+    assert grad_x[0, 0] == 0
+
+
+# ------------------------------------------------------------------------------- the AttnLRP reference
+def test_gradient_form_rules_equal_lxts_explicit_rules():
+    """The rules of AttnLRP as its authors' package lxt writes them explicitly (lxt.explicit.functional, with a
+    negligible epsilon), against this package's gradient form: relevance ``x * g`` with ``g`` the modified
+    gradient of the upstream relevance divided by the output."""
+    import lxt.explicit.functional as lxt  # installed by `make test` (pip install --no-deps lxt==2.1)
+
+    from relevance import ops
+
+    torch.manual_seed(15)
+    eps = 1e-30
+
+    def lxt_relevance(function, inputs, relevance_out):
+        inputs = [i.detach().requires_grad_(True) for i in inputs]
+        out = function(*inputs)
+        return torch.autograd.grad(out, inputs, relevance_out, allow_unused=True), out
+
+    def ours(operation, rule, inputs, relevance_out, output):
+        grads = rule.propagate(operation, inputs, output, relevance_out / output)
+        return [None if g is None else i * g for i, g in zip(inputs, grads)]
+
+    x, w, b = torch.randn(3, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    r = torch.randn(3, 5, dtype=torch.float64)
+    (expected,), _ = lxt_relevance(lambda t: lxt.linear_epsilon(t, w, b, epsilon=eps), [x], r)
+    (actual, _, _) = ours(ops.Linear(), rules.Gradient(), (x, w, b), r, F.linear(x, w, b))
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
+
+    u, v, r = torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 4, 5, dtype=torch.float64), torch.randn(2, 3, 5, dtype=torch.float64)
+    (expected_u, expected_v), _ = lxt_relevance(lambda p, q: lxt.matmul(p, q, epsilon=eps), [u, v], r)
+    actual_u, actual_v = ours(ops.MatMul("attention_scores"), rules.Uniform(0.5), (u, v), r, u @ v)
+    torch.testing.assert_close(actual_u, expected_u, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(actual_v, expected_v, rtol=1e-10, atol=1e-12)
+
+    s, r = torch.randn(2, 3, 6, dtype=torch.float64), torch.randn(2, 3, 6, dtype=torch.float64)
+    (expected,), _ = lxt_relevance(lambda t: lxt.softmax(t, -1), [s], r)
+    (actual,) = ours(ops.Softmax(-1), rules.Gradient(), (s,), r, s.softmax(-1))
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
+
+    h, lw, lb, r = (torch.randn(2, 3, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64),
+                    torch.randn(6, dtype=torch.float64), torch.randn(2, 3, 6, dtype=torch.float64))
+    layer_norm = lambda t: lxt.layer_norm_grad_fn.apply(t, lw, lb, 1e-6, eps)  # noqa: E731
+    (expected,), _ = lxt_relevance(layer_norm, [h], r)
+    (actual, _, _) = ours(ops.LayerNorm(1e-6), rules.ConstantScale(), (h, lw, lb), r,
+                          F.layer_norm(h, (6,), lw, lb, 1e-6))
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
+
+    a, c, r = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    (expected_a, expected_c), _ = lxt_relevance(lambda p, q: lxt.add2(p, q, epsilon=eps), [a, c], r)
+    actual_a, actual_c = ours(ops.Add(), rules.Gradient(), (a, c), r, a + c)
+    torch.testing.assert_close(actual_a, expected_a, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(actual_c, expected_c, rtol=1e-10, atol=1e-12)
 
 
 def test_magnitude_cache_follows_in_place_updates():

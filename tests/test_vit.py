@@ -7,21 +7,11 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_timm_vit
+from conftest import VIT_CONFIGS, tiny_timm_vit
 
 from relevance.models import hub, vit
 
-CONFIGS = {
-    "vit-class-token-patch8": dict(),
-    "deit-distilled": dict(name="deit_tiny_distilled_patch16_224"),
-    "patch32-at-384": dict(name="vit_base_patch32_384", img_size=384, patch_size=32, depth=2),
-    "register-tokens": dict(reg_tokens=4, no_embed_class=True),
-    "patch14-no-qkv-bias": dict(img_size=56, patch_size=14, qkv_bias=False),
-    "avg-pool-fc-norm-no-class-token": dict(global_pool="avg", class_token=False, fc_norm=True),
-    "layer-scale-qk-norm-pre-norm": dict(init_values=1e-5, qk_norm=True, pre_norm=True),
-    "non-square-image": dict(img_size=(32, 48)),
-    "gelu-tanh-deep-wide-heads": dict(depth=5, num_heads=6, act_layer="gelu_tanh"),
-}
+CONFIGS = VIT_CONFIGS
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))

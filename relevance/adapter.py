@@ -1,0 +1,165 @@
+"""Model adapters: the one object per model family that the engine talks to.
+
+An adapter owns what differs between families: turning raw inputs into a batch (images through the model's data
+config, texts through its tokenizer, image-text pairs), running the forward pass, and the model's metadata
+(:class:`ModelInfo`: class names, multi-label, modality, data config, tokenizer, the family's reference
+conventions). :func:`relevance.explain` asks the adapter; it never reads attributes off a model, and no method
+tests a model's type.
+
+A model built from :mod:`relevance.layers` makes its adapter known by defining ``relevance_adapter()``; an
+:class:`Adapter` may also be passed to :func:`relevance.explain` directly.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from torch import Tensor, nn
+
+from relevance.methods import Conventions
+
+#: What a model outputs: class logits (B, C), one score per image-text pair (B,), or embeddings.
+OUTPUT_KINDS = ("class_logits", "pair_logits", "embeddings")
+
+
+@dataclass
+class ModelInfo:
+    """A model's metadata, set when the model is built or converted (static; it holds no explanation state).
+
+    Attributes
+    ----------
+    name:
+        Registry or hub name (``"shapes-vit"``, a timm name), or ``None``.
+    output:
+        One of :data:`OUTPUT_KINDS`.
+    class_names:
+        Names of the output classes, or ``None``.
+    multi_label:
+        One sigmoid per class (trained with binary cross-entropy) rather than one softmax.
+    conventions:
+        The family's reference conventions (:class:`relevance.methods.Conventions`).
+    data_config:
+        How to prepare images (:class:`relevance.images.DataConfig`), for image models.
+    tokenizer:
+        The tokenizer, for text models.
+    domain:
+        What the model was trained on, when it is narrow (e.g. ``"the procedural shapes world"``).
+    in_domain:
+        ``image or text -> bool``: whether an input looks like the training domain; inputs outside it get a
+        warning (see :meth:`Adapter.domain_warnings`).
+    """
+
+    name: str | None = None
+    output: str = "class_logits"
+    class_names: list[str] | None = None
+    multi_label: bool = False
+    conventions: Conventions = field(default_factory=Conventions)
+    data_config: Any = None
+    tokenizer: Any = None
+    domain: str | None = None
+    in_domain: Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {self.output!r}")
+
+
+@dataclass
+class ImageInputs:
+    """The images of a batch as the model saw them, and as they were given.
+
+    ``pixels`` (B, C, H, W) is the model input; ``originals`` (uint8 RGB) and ``geometries``
+    (:class:`relevance.images.CropGeometry`) are known when raw images were passed.
+    """
+
+    pixels: Tensor
+    originals: list[np.ndarray] | None = None
+    geometries: list[Any] | None = None
+
+
+@dataclass
+class TextInputs:
+    """The texts of a batch: ``input_ids`` (B, L), ``valid`` (B, L) bool (False on padding), per-sample token
+    strings for display, ``special`` (B, L) bool ([CLS], [SEP], ...), and per-token word indices (``None`` for
+    special tokens and padding)."""
+
+    input_ids: Tensor
+    valid: Tensor
+    tokens: list[list[str]]
+    special: Tensor
+    word_ids: list[list[int | None]]
+    texts: list[str] | None = None
+
+
+@dataclass
+class Batch:
+    """One prepared batch: the forward pass's keyword arguments and what each token stream came from."""
+
+    inputs: dict[str, Tensor]
+    size: int
+    images: ImageInputs | None = None
+    texts: TextInputs | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def streams(self) -> Mapping[str, ImageInputs | TextInputs]:
+        out: dict[str, ImageInputs | TextInputs] = {}
+        if self.images is not None:
+            out["image"] = self.images
+        if self.texts is not None:
+            out["text"] = self.texts
+        return out
+
+
+class Adapter(abc.ABC):
+    """What the engine needs from a model family (see the module docstring)."""
+
+    def __init__(self, module: nn.Module, info: ModelInfo):
+        self.module = module
+        self.info = info
+
+    @abc.abstractmethod
+    def depths(self) -> dict[str, int]:
+        """Number of self-attention blocks per token stream, e.g. ``{"image": 12}``."""
+
+    @abc.abstractmethod
+    def prepare(self, inputs: Any, *, texts: Any = None, target: Any = None) -> tuple[Batch, Any]:
+        """Turn raw or preprocessed inputs into a :class:`Batch` on the model's device and dtype; returns it with
+        the target (which a family may translate, e.g. zero-shot prompts into pairs)."""
+
+    @abc.abstractmethod
+    def forward(self, batch: Batch) -> Tensor:
+        """Run the model on a prepared batch and return its output (see :attr:`ModelInfo.output`)."""
+
+    def domain_warnings(self, batch: Batch) -> list[str]:
+        """Warnings for inputs outside the model's training domain (default: none)."""
+        return []
+
+
+def adapter_for(model: Any) -> Adapter:
+    """The adapter of ``model``: the model itself when it is an :class:`Adapter`, else ``model.relevance_adapter()``;
+    a clear error for anything else (a timm or Hugging Face model that was not converted)."""
+    if isinstance(model, Adapter):
+        return model
+    make = getattr(model, "relevance_adapter", None)
+    if callable(make):
+        adapter = make()
+        if isinstance(adapter, Adapter):
+            return adapter
+    raise TypeError(
+        f"{type(model).__name__} is not an LRP-aware model: convert it first, e.g. "
+        "relevance.models.vit.from_timm(timm_model), or create one with relevance.models.create(name)")
+
+
+def check_finite(tensor: Tensor, what: str) -> None:
+    """A clear error for NaN or infinite values, which would otherwise give a NaN map."""
+    if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+        bad = int((~tensor.isfinite()).sum())
+        raise ValueError(f"{what} hold {bad} NaN or infinite value(s); explanations need finite inputs")
+
+
+def as_list(items: Any) -> Sequence[Any]:
+    """``items`` as a list (a single item becomes a list of one)."""
+    return list(items) if isinstance(items, (list, tuple)) else [items]
