@@ -276,7 +276,7 @@ class ViTAdapter(Adapter):
             pixels = inputs if inputs.dim() == 4 else inputs.unsqueeze(0)
             pixels = pixels.to(device=parameter.device, dtype=parameter.dtype)
             check_finite(pixels, "the input images")
-            return Batch(inputs={"images": pixels}, size=pixels.shape[0], images=ImageInputs(pixels)), target
+            return Batch(inputs={"images": pixels}, size=pixels.shape[0], streams={"image": ImageInputs(pixels)}), target
         from relevance.images import prepare
 
         if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
@@ -287,7 +287,7 @@ class ViTAdapter(Adapter):
         prepared = prepare(inputs, self.info.data_config)
         pixels = prepared.pixels.to(device=parameter.device, dtype=parameter.dtype)
         images = ImageInputs(pixels, prepared.originals, prepared.geometries)
-        return Batch(inputs={"images": pixels}, size=pixels.shape[0], images=images), target
+        return Batch(inputs={"images": pixels}, size=pixels.shape[0], streams={"image": images}), target
 
     def forward(self, batch: Batch) -> Tensor:
         return self.module(batch.inputs["images"])

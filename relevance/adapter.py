@@ -96,21 +96,37 @@ class TextInputs:
 
 @dataclass
 class Batch:
-    """One prepared batch: the forward pass's keyword arguments and what each token stream came from."""
+    """One prepared batch of B samples.
+
+    Attributes
+    ----------
+    inputs:
+        The forward pass's keyword arguments (tensors on the model's device).
+    size:
+        B.
+    streams:
+        What each token stream came from, by stream name: :class:`ImageInputs` or :class:`TextInputs` (e.g.
+        ``{"image": ..., "text": ...}`` for image-text pairs, ``{"text": ..., "text_pair": ...}`` for text pairs).
+    extras:
+        Anything else the adapter wants to keep with the batch (e.g. zero-shot prompts).
+    """
 
     inputs: dict[str, Tensor]
     size: int
-    images: ImageInputs | None = None
-    texts: TextInputs | None = None
+    streams: dict[str, ImageInputs | TextInputs] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def streams(self) -> Mapping[str, ImageInputs | TextInputs]:
-        out: dict[str, ImageInputs | TextInputs] = {}
-        if self.images is not None:
-            out["image"] = self.images
-        if self.texts is not None:
-            out["text"] = self.texts
-        return out
+    @property
+    def images(self) -> ImageInputs | None:
+        """The ``"image"`` stream's inputs, if any."""
+        value = self.streams.get("image")
+        return value if isinstance(value, ImageInputs) else None
+
+    @property
+    def texts(self) -> TextInputs | None:
+        """The ``"text"`` stream's inputs, if any."""
+        value = self.streams.get("text")
+        return value if isinstance(value, TextInputs) else None
 
 
 class Adapter(abc.ABC):
@@ -136,6 +152,13 @@ class Adapter(abc.ABC):
     def domain_warnings(self, batch: Batch) -> list[str]:
         """Warnings for inputs outside the model's training domain (default: none)."""
         return []
+
+    def output_from_layer(self, stream: str, layer: int, tokens: Tensor, batch: Batch, output: Tensor) -> Tensor:
+        """The model output computed from the tokens leaving block ``layer`` of ``stream`` (B, N, D), as if they
+        were the last block's, with everything else (the other tower's embedding, say) taken from the full forward
+        pass's ``output``. Methods that explain each layer's own prediction (LeGrad) need it; families that support
+        them override this."""
+        raise NotImplementedError(f"{type(self).__name__} cannot compute its output from intermediate layers")
 
 
 def adapter_for(model: Any) -> Adapter:

@@ -229,9 +229,9 @@ def _stream_map(spec: M.Method, space: TokenSpace, batch: Batch, stream: str, va
         if values.dim() == 2:  # a readout row over the tokens: the patch tokens, on the grid
             height, width = space.grid_size
             values = values[:, space.num_prefix_tokens:].reshape(values.shape[0], height, width)
-        return ImageMap(values=values, inputs=batch.images, signed=spec.signed)
+        return ImageMap(values=values, inputs=batch.streams[stream], signed=spec.signed)
     values = values * space.valid.to(values.dtype)  # exactly zero on padding
-    return TextMap(values=values, inputs=batch.texts, signed=spec.signed)
+    return TextMap(values=values, inputs=batch.streams[stream], signed=spec.signed)
 
 
 # ---------------------------------------------------------------------------------------- conservation
