@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from demos.app_image import image_classification_tab  # noqa: E402
+from demos.app_image import IMAGE_TAB_CSS, image_classification_tab  # noqa: E402
 from demos.app_models import EMBEDDED_LABEL, ModelCatalog, load_catalog  # noqa: E402
 
 __all__ = [
@@ -139,6 +139,7 @@ def launch_app(
         prevent_thread_lock=True,
         ssr_mode=False,
         footer_links=["api"],
+        css=IMAGE_TAB_CSS,
     )
     return str(app.local_url or f"http://{host}:{port}/")
 

@@ -18,21 +18,32 @@ from PIL import Image
 
 import relevance
 from relevance.images import ImageError, load_image, prepare
-from relevance.render import COLORMAPS
+from relevance.render import COLORMAPS, colorbar, is_diverging, overlay
 
 __all__ = [
+    "DEFAULT_DIVERGING_COLORMAP",
     "DEMO_MAX_PIXELS",
     "ImageError",
     "Prediction",
+    "SIGNED_METHODS",
     "class_probabilities",
     "colormap_names",
+    "colour_scale",
     "explain_overlay",
     "is_multi_label",
+    "is_signed",
     "method_names",
     "num_blocks",
+    "overlay_colormap",
     "predict",
     "read_image",
 ]
+
+#: Methods whose maps have meaningful signs (full LRP: negative relevance speaks against the class).
+#: They are drawn centred on 0 with a diverging colour map instead of min-max normalised.
+SIGNED_METHODS = frozenset({"lrp"})
+#: The diverging colour map of signed maps when the chosen colour map is not diverging.
+DEFAULT_DIVERGING_COLORMAP = "bwr"
 
 #: Largest image the web demo accepts, in pixels. Tighter than the engine's own cap because the
 #: overlay goes back to the browser at the image's own resolution.
@@ -59,6 +70,24 @@ class Prediction:
 def colormap_names() -> list[str]:
     """Names of the colour maps the overlay can use."""
     return list(COLORMAPS)
+
+
+def is_signed(method: str) -> bool:
+    """Whether ``method``'s maps are signed (drawn with a diverging colour map centred on 0)."""
+    return method in SIGNED_METHODS
+
+
+def overlay_colormap(method: str, colormap: str) -> str:
+    """The colour map ``method``'s overlay is drawn with: the chosen one, except that a signed
+    method gets :data:`DEFAULT_DIVERGING_COLORMAP` unless a diverging map was chosen."""
+    if is_signed(method) and not is_diverging(colormap):
+        return DEFAULT_DIVERGING_COLORMAP
+    return colormap
+
+
+def colour_scale(method: str, colormap: str, *, height: int = 480, width: int = 88) -> np.ndarray:
+    """The colour bar (uint8 RGB) that matches :func:`explain_overlay`'s picture for ``method``."""
+    return colorbar(overlay_colormap(method, colormap), height, width, signed=is_signed(method))
 
 
 def method_names() -> list[str]:
@@ -138,10 +167,22 @@ def explain_overlay(
 ) -> tuple[np.ndarray, Prediction, int]:
     """Explain ``image`` for class ``target`` (None: the top prediction) and draw the overlay.
 
+    Unsigned maps are min-max normalised and drawn with ``colormap``, as
+    :meth:`relevance.Explanation.overlay` draws them; signed maps (:data:`SIGNED_METHODS`) are
+    scaled by their largest magnitude and drawn with a diverging map centred on 0
+    (:func:`overlay_colormap`).
+
     Returns:
         The overlay, uint8 RGB of the image's own size; the prediction; the explained class index.
     """
     explanation = relevance.explain(model, image, method=method, target=target, start_layer=start_layer)
-    overlay = explanation.overlay(0, colormap=colormap, alpha=opacity)
+    picture = overlay(
+        explanation.originals[0],
+        explanation.relevance[0],
+        explanation.geometries[0],
+        colormap=overlay_colormap(method, colormap),
+        alpha=opacity,
+        signed=is_signed(method),
+    )
     prediction = Prediction(probabilities=class_probabilities(model, explanation.logits[0]))
-    return overlay, prediction, int(explanation.target[0])
+    return picture, prediction, int(explanation.target[0])

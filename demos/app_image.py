@@ -35,11 +35,14 @@ from demos.app_models import ModelCatalog
 __all__ = [
     "CAVEAT",
     "DEFAULT_METHOD",
+    "IMAGE_TAB_CSS",
     "ImageClassificationHandlers",
     "METHOD_CAPTIONS",
     "METHOD_LABELS",
+    "OVERLAY_HEIGHT",
     "TOP_K",
     "image_classification_tab",
+    "method_caption",
 ]
 
 #: How many predictions the class dropdown and the label show.
@@ -47,6 +50,14 @@ TOP_K = 5
 DEFAULT_METHOD = "transformer_attribution"
 DEFAULT_OPACITY = 0.5
 DEFAULT_COLORMAP = "jet"
+#: Display height of the overlay and its colour bar, in CSS pixels.
+OVERLAY_HEIGHT = 480
+#: Width of the colour bar image, in pixels (its height is OVERLAY_HEIGHT).
+COLORBAR_WIDTH = 88
+
+#: Page CSS (``launch(css=...)``): show the overlay and its colour bar as large as their boxes
+#: allow, keeping the aspect ratio. Gradio's default ("scale-down") leaves small images tiny.
+IMAGE_TAB_CSS = "#overlay-output img, #overlay-colorbar img { object-fit: contain; }"
 
 #: Readable names of the engine's methods (unknown methods show their own name).
 METHOD_LABELS: dict[str, str] = {
@@ -70,6 +81,9 @@ METHOD_CAPTIONS: dict[str, str] = {
     "gradient_rollout": "Gradient rollout",
 }
 
+#: Appended to the caption of a signed method's overlay in the comparison.
+SIGNED_NOTE = " (signed: blue \u2212, red +)"
+
 CAVEAT = (
     "Relevance maps are *estimates* of which pixels drove the model's score for the chosen class, "
     "not ground truth; methods can disagree, so compare them before trusting one."
@@ -77,6 +91,11 @@ CAVEAT = (
 
 
 # ------------------------------------------------------------------------------------ handlers
+
+
+def method_caption(method: str) -> str:
+    """The caption of ``method``'s overlay in the comparison; signed methods say how to read them."""
+    return METHOD_CAPTIONS.get(method, method) + (SIGNED_NOTE if app_engine.is_signed(method) else "")
 
 
 class ImageClassificationHandlers:
@@ -161,6 +180,16 @@ class ImageClassificationHandlers:
 
     # ---- events
 
+    @staticmethod
+    def clear_results(image_value: Any) -> tuple[Any, ...]:
+        """New or removed image: empty every result of the previous one (run before :meth:`predict`).
+
+        Returns updates for the class list, top-k, status, overlay, colour bar, comparison gallery
+        and download button.
+        """
+        status = "Upload an image or pick an example." if image_value is None else "Reading the image…"
+        return gr.update(choices=[], value=None), None, status, None, None, [], None
+
     @user_facing_errors
     def predict(self, image_value: Any, model_label: Any) -> tuple[Any, Any, str]:
         """New image: fill the class list with the top-k predictions (top one selected)."""
@@ -208,8 +237,12 @@ class ImageClassificationHandlers:
         start_layer: Any,
         opacity: Any,
         colormap: Any = DEFAULT_COLORMAP,
-    ) -> tuple[np.ndarray, dict[str, float], str, str]:
-        """Explain the image for the chosen class; returns overlay, top-k, the overlay's PNG path, status."""
+    ) -> tuple[np.ndarray, dict[str, float], str, str, np.ndarray]:
+        """Explain the image for the chosen class.
+
+        Returns the overlay, top-k, the overlay's PNG path, the status and the overlay's colour bar
+        (signed methods: a diverging map centred on 0, see :func:`app_engine.overlay_colormap`).
+        """
         model, image, display_name = self._load(image_value, model_label)
         method = self._method(method)
         target = self._target(model, class_choice, class_name)
@@ -232,7 +265,8 @@ class ImageClassificationHandlers:
             f"(p = {float(prediction.probabilities[explained]):.1%}), start layer {layer}, "
             f"{image.shape[1]}x{image.shape[0]} px, {elapsed:.2f} s."
         )
-        return overlay, label, download, status
+        colour_bar = app_engine.colour_scale(method, colours, height=OVERLAY_HEIGHT, width=COLORBAR_WIDTH)
+        return overlay, label, download, status, colour_bar
 
     @user_facing_errors
     def compare(
@@ -245,7 +279,8 @@ class ImageClassificationHandlers:
         opacity: Any,
         colormap: Any = DEFAULT_COLORMAP,
     ) -> tuple[list[tuple[np.ndarray, str]], str]:
-        """Every method side by side for the same image, class, start layer and opacity."""
+        """Every method side by side for the same image, class, start layer and opacity (signed
+        methods with a diverging colour map centred on 0, and a caption that says so)."""
         model, image, _ = self._load(image_value, model_label)
         target = self._target(model, class_choice, class_name)
         layer = self._start_layer(model, start_layer)
@@ -259,7 +294,7 @@ class ImageClassificationHandlers:
             overlay, _, _ = app_engine.explain_overlay(
                 model, image, method=method, target=target, start_layer=layer, opacity=alpha, colormap=colours
             )
-            gallery.append((overlay, METHOD_CAPTIONS.get(method, method)))
+            gallery.append((overlay, method_caption(method)))
         elapsed = time.perf_counter() - started
         names = display_names(class_names_of(model))
         status = (
@@ -369,15 +404,29 @@ def image_classification_tab(
                     explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")
                     compare_button = gr.Button("Compare methods", elem_id="compare-button")
             with gr.Column(scale=1):
-                overlay = gr.Image(
-                    label="Relevance overlay",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    buttons=["fullscreen"],
-                    height=420,
-                    elem_id="overlay-output",
-                )
+                with gr.Row(equal_height=True):
+                    overlay = gr.Image(
+                        label="Relevance overlay",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        buttons=["fullscreen"],
+                        height=OVERLAY_HEIGHT,
+                        scale=1,
+                        elem_id="overlay-output",
+                    )
+                    colour_bar = gr.Image(
+                        label="Colour scale",
+                        show_label=False,
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        buttons=[],
+                        height=OVERLAY_HEIGHT,
+                        scale=0,
+                        min_width=COLORBAR_WIDTH + 16,
+                        elem_id="overlay-colorbar",
+                    )
                 download = gr.DownloadButton("Download overlay (PNG)", elem_id="download-button")
                 top_k = gr.Label(label="Top predictions", num_top_classes=TOP_K, elem_id="top-k")
                 status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
@@ -394,11 +443,20 @@ def image_classification_tab(
 
     common = dict(preprocess=False, concurrency_id="explain", concurrency_limit=concurrency_limit)
     # "upload" rather than "change": change fires twice for a file the browser cannot show.
+    # A new (or removed) image first empties the previous image's results, then is predicted.
+    clear = dict(
+        fn=handlers.clear_results,
+        inputs=[image],
+        outputs=[class_select, top_k, status, overlay, colour_bar, gallery, download],
+        preprocess=False,
+        queue=False,
+        api_visibility="private",
+    )
     predict = dict(fn=handlers.predict, inputs=[image, model], outputs=[class_select, top_k, status], **common)
-    image.upload(api_name="predict", **predict)
-    image.clear(api_visibility="private", **predict)
+    image.upload(**clear).then(api_name="predict", **predict)
+    image.clear(**clear).then(api_visibility="private", **predict)
     for examples in example_sets:
-        examples.load_input_event.then(api_visibility="private", **predict)
+        examples.load_input_event.then(**clear).then(api_visibility="private", **predict)
     model.change(
         handlers.model_changed,
         inputs=[model, image, start_layer],
@@ -409,7 +467,7 @@ def image_classification_tab(
     explain_button.click(
         handlers.explain,
         inputs=[image, model, method, class_select, class_name, start_layer, opacity, colormap],
-        outputs=[overlay, top_k, download, status],
+        outputs=[overlay, top_k, download, status, colour_bar],
         api_name="explain",
         **common,
     )

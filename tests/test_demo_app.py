@@ -31,9 +31,10 @@ import relevance  # noqa: E402
 from demos import app as demo_app  # noqa: E402
 from demos import app_engine  # noqa: E402
 from demos.app_common import OverlayFiles, match_class_name  # noqa: E402
-from demos.app_image import METHOD_CAPTIONS, METHOD_LABELS, ImageClassificationHandlers  # noqa: E402
+from demos.app_image import METHOD_CAPTIONS, METHOD_LABELS, ImageClassificationHandlers, method_caption  # noqa: E402
 from demos.app_models import EMBEDDED_LABEL, HubModel, ModelCatalog, load_catalog  # noqa: E402
 from demos.app_testing import free_port, serving, tiny_vit  # noqa: E402
+from relevance.render import COLORMAPS, DIVERGING_COLORMAPS, colorbar, overlay as draw_overlay  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [  # gradio's queue uses pandas options that pandas 3 deprecates; not ours to fix
@@ -88,9 +89,17 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 
 def direct_overlay(model, path, method, target=None, start_layer=0, alpha=0.5, colormap="jet"):
-    """The reference: the engine's own overlay for the same input."""
+    """The reference: the engine's own overlay for the same input. Full LRP maps are signed: drawn
+    centred on 0 with a diverging colour map (the chosen one if it is diverging, else "bwr")."""
     explanation = relevance.explain(model, str(path), method=method, target=target, start_layer=start_layer)
-    return explanation.overlay(0, colormap=colormap, alpha=alpha), explanation
+    if method != "lrp":
+        return explanation.overlay(0, colormap=colormap, alpha=alpha), explanation
+    diverging = colormap if colormap in DIVERGING_COLORMAPS else "bwr"
+    picture = draw_overlay(
+        explanation.originals[0], explanation.relevance[0], explanation.geometries[0],
+        colormap=diverging, alpha=alpha, signed=True,
+    )
+    return picture, explanation
 
 
 def read_png(path) -> np.ndarray:
@@ -104,7 +113,7 @@ def read_png(path) -> np.ndarray:
 
 @pytest.mark.parametrize("method", ["transformer_attribution", "lrp", "gradient_rollout"])
 def test_explain_returns_the_engines_overlay_at_the_images_size(demo_handlers, tiny_model, images, method):
-    overlay, top_k, download, status = demo_handlers.explain(
+    overlay, top_k, download, status, colour_bar = demo_handlers.explain(
         str(images["rgb"]), TINY, method, None, "", 1, 0.6, "inferno"
     )
     expected, explanation = direct_overlay(
@@ -121,6 +130,64 @@ def test_explain_returns_the_engines_overlay_at_the_images_size(demo_handlers, t
     assert next(iter(top_k)) == tiny_model.class_names[best]
     assert top_k[tiny_model.class_names[best]] == pytest.approx(float(probabilities[best]), abs=1e-6)
     assert METHOD_LABELS[method] in status and "start layer 1" in status
+    expected_bar = colorbar("bwr", 480, 88, signed=True) if method == "lrp" else colorbar("inferno", 480, 88)
+    np.testing.assert_array_equal(colour_bar, expected_bar)
+
+
+def test_signed_maps_are_centred_on_zero_with_a_diverging_colour_map(demo_handlers, tiny_model, images):
+    """Full LRP is signed: its overlay uses only a diverging map's colours, scaled so that 0 is the
+    centre colour (not min-max, which would make 0 some arbitrary colour); the colour bar says so."""
+    explanation = relevance.explain(tiny_model, str(images["rgb"]), method="lrp")
+    relevance_map = explanation.relevance[0]
+    assert relevance_map.min() < 0 < relevance_map.max(), "the test needs a map with both signs"
+    for chosen, used in (("jet", "bwr"), ("coolwarm", "coolwarm")):
+        overlay, _, _, _, colour_bar = demo_handlers.explain(str(images["rgb"]), TINY, "lrp", None, "", 0, 1.0, chosen)
+        table = COLORMAPS[used]
+        palette = {tuple(c) for c in table}
+        assert {tuple(c) for c in overlay.reshape(-1, 3)} <= palette
+        min_max = draw_overlay(
+            explanation.originals[0], relevance_map, explanation.geometries[0], colormap=used, alpha=1.0
+        )
+        assert not np.array_equal(overlay, min_max)
+        height = colour_bar.shape[0]
+        assert tuple(colour_bar[0, 0]) == tuple(table[255]) and tuple(colour_bar[-1, 0]) == tuple(table[0])
+        assert tuple(colour_bar[height // 2, 0]) == tuple(table[128])  # the colour of 0
+    # Unsigned methods keep the chosen map and min-max normalisation.
+    overlay, *_, colour_bar = demo_handlers.explain(str(images["rgb"]), TINY, "rollout", None, "", 0, 1.0, "jet")
+    np.testing.assert_array_equal(overlay, direct_overlay(tiny_model, images["rgb"], "rollout", alpha=1.0)[0])
+    assert tuple(colour_bar[0, 0]) == tuple(COLORMAPS["jet"][255])
+
+
+def test_a_new_image_clears_the_previous_results(demo_handlers):
+    classes, top_k, status, overlay, colour_bar, gallery, download = demo_handlers.clear_results(
+        {"path": "/tmp/new.png", "orig_name": "new.png"}
+    )
+    assert classes["choices"] == [] and classes["value"] is None
+    assert top_k is None and overlay is None and colour_bar is None and download is None and gallery == []
+    assert "Top prediction" not in status and "for class" not in status
+    assert demo_handlers.clear_results(None)[2] == "Upload an image or pick an example."
+
+
+def test_every_new_image_clears_the_results_before_it_is_predicted(tiny_model):
+    """Upload, clear and example clicks first run clear_results on every result component, then predict."""
+    app = demo_app.build_app({TINY: tiny_model}, shapes_examples=[str(REPO / "assets" / "examples" / name)
+                             for name in ("scene-20000002_purple-star.png",)], photo_examples=[])
+    config = app.get_config_file()
+    elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    dependencies = {d["id"]: d for d in config["dependencies"]}
+    results = {"overlay-output", "overlay-colorbar", "compare-gallery", "download-button", "top-k", "status"}
+    clears = [d for d in dependencies.values() if results <= {elem_ids[o] for o in d["outputs"]}]
+    assert len(clears) == 3  # upload, clear, example click
+    triggers = {(elem_ids.get(t[0]), t[1]) for d in clears for t in d["targets"]}
+    assert {("image-input", "upload"), ("image-input", "clear")} <= triggers
+    for clear in clears:
+        followers = [d for d in dependencies.values() if d.get("trigger_after") == clear["id"]]
+        assert [elem_ids[o] for o in followers[0]["outputs"]] == ["class-select", "top-k", "status"]
+    upload_predict = [d for d in dependencies.values() if d.get("api_name") == "predict"]
+    assert len(upload_predict) == 1 and upload_predict[0]["trigger_after"] is not None
+    images = {c["props"]["elem_id"]: c["props"] for c in config["components"] if c.get("type") == "image"}
+    assert images["overlay-output"]["height"] >= 400 and images["overlay-output"]["format"] == "png"
+    assert images["overlay-colorbar"]["height"] == images["overlay-output"]["height"]
 
 
 def test_explain_opacity_zero_gives_the_original_back(demo_handlers, images):
@@ -150,14 +217,14 @@ def test_multi_label_models_show_independent_class_probabilities(images, tmp_pat
     assert top_k == pytest.approx({model.class_names[i]: sigmoid[i] for i in range(5)}, abs=1e-6)
     present = [model.class_names[i] for i in range(5) if sigmoid[i] > 0.5]
     assert f"present (over 50%): {', '.join(present) or 'none'}" in status
-    _, top_k_explained, _, _ = handlers.explain(str(images["rgb"]), "multi", "rollout", None, "", 0, 0.5)
+    _, top_k_explained, _, _, _ = handlers.explain(str(images["rgb"]), "multi", "rollout", None, "", 0, 0.5)
     assert top_k_explained == pytest.approx(top_k, abs=1e-6)
 
 
 def test_the_chosen_class_is_the_one_explained(demo_handlers, tiny_model, images):
     path = str(images["rgb"])
     for choice, typed, expected_target in [(3, "", 3), (None, "Banana", 1), (4, " cherry ", 2), (None, "0", 0)]:
-        overlay, _, _, status = demo_handlers.explain(path, TINY, "transformer_attribution", choice, typed, 0, 0.5)
+        overlay, _, _, status, _ = demo_handlers.explain(path, TINY, "transformer_attribution", choice, typed, 0, 0.5)
         expected, explanation = direct_overlay(tiny_model, path, "transformer_attribution", target=expected_target)
         assert int(explanation.target[0]) == expected_target
         np.testing.assert_array_equal(overlay, expected)
@@ -189,7 +256,9 @@ def test_match_class_name_handles_synonyms_duplicates_and_indices():
 def test_compare_shows_every_method_for_the_same_class(demo_handlers, tiny_model, images):
     gallery, status = demo_handlers.compare(str(images["rgb"]), TINY, 2, "", 1, 0.5)
     assert len(gallery) == len(ALL_METHODS) == 7
-    assert [caption for _, caption in gallery] == [METHOD_CAPTIONS[m] for m in ALL_METHODS]
+    assert [caption for _, caption in gallery] == [method_caption(m) for m in ALL_METHODS]
+    assert method_caption("lrp").startswith(METHOD_CAPTIONS["lrp"]) and "signed" in method_caption("lrp")
+    assert method_caption("rollout") == METHOD_CAPTIONS["rollout"]
     for (overlay, _), method in zip(gallery, ALL_METHODS):
         expected, _ = direct_overlay(tiny_model, images["rgb"], method, target=2, start_layer=1)
         np.testing.assert_array_equal(overlay, expected)
@@ -421,7 +490,7 @@ def test_api_predict_returns_the_top_prediction(demo_client, tiny_model, images)
 def test_api_explain_matches_the_engine(demo_client, tiny_model, images):
     from gradio_client import handle_file
 
-    overlay_path, top_k, download_path, status = demo_client.predict(
+    overlay_path, top_k, download_path, status, colour_bar_path = demo_client.predict(
         handle_file(str(images["rgb"])), TINY, "transformer_attribution", 4, "", 2, 0.5, "jet", api_name="/explain"
     )
     expected, explanation = direct_overlay(
@@ -432,6 +501,7 @@ def test_api_explain_matches_the_engine(demo_client, tiny_model, images):
     assert top_k["label"] == tiny_model.class_names[int(explanation.probabilities[0].argmax())]
     assert len(top_k["confidences"]) == 5
     assert "for class **elderberry**" in status
+    np.testing.assert_array_equal(read_png(colour_bar_path), colorbar("jet", 480, 88))
 
 
 def test_api_compare_returns_one_image_per_method(demo_client, tiny_model, images):
@@ -441,7 +511,7 @@ def test_api_compare_returns_one_image_per_method(demo_client, tiny_model, image
         handle_file(str(images["other"])), TINY, 1, "", 0, 0.5, "jet", api_name="/compare"
     )
     assert len(gallery) == 7
-    assert [item["caption"] for item in gallery] == [METHOD_CAPTIONS[m] for m in ALL_METHODS]
+    assert [item["caption"] for item in gallery] == [method_caption(m) for m in ALL_METHODS]
     for item, method in zip(gallery, ALL_METHODS):
         expected, _ = direct_overlay(tiny_model, images["other"], method, target=1)
         np.testing.assert_array_equal(read_png(item["image"]), expected)
@@ -463,7 +533,7 @@ def test_api_concurrent_users_get_unmixed_results(demo_client, tiny_model, image
         for kind, method, target in requests
     ]
     for job, (kind, method, target) in zip(jobs, requests):
-        overlay_path, _, _, status = job.result(timeout=120)
+        overlay_path, _, _, status, _ = job.result(timeout=120)
         expected, _ = direct_overlay(tiny_model, images[kind], method, target=target)
         np.testing.assert_array_equal(read_png(overlay_path), expected)
         assert f"for class **{tiny_model.class_names[target]}**" in status

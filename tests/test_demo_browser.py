@@ -1,10 +1,12 @@
 """The demo in a real browser: Playwright drives Debian's headless Chromium against a live app.
 
 One user session, step by step: upload an image, explain it, download the overlay, switch the
-method, compare all methods, then upload a file that is no image. Every overlay the page shows
-is fetched back and compared pixel for pixel with :meth:`relevance.Explanation.overlay` computed
-directly, so the test proves the page shows the right picture at the image's own size. A tiny
-random ViT keeps it fast. Chromium comes from ``make browser`` (never ``playwright install``).
+method, compare all methods, upload another image (the old results must go), then upload a file
+that is no image. Every overlay the page shows is fetched back and compared pixel for pixel with
+:meth:`relevance.Explanation.overlay` computed directly (full LRP: drawn signed, centred on 0),
+so the test proves the page shows the right picture at the image's own size; the overlay must
+also be displayed large. A tiny random ViT keeps it fast. Chromium comes from ``make browser``
+(never ``playwright install``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import relevance  # noqa: E402
 from demos.app import build_app  # noqa: E402
-from demos.app_image import DEFAULT_METHOD, METHOD_CAPTIONS, METHOD_LABELS  # noqa: E402
+from demos.app_image import DEFAULT_METHOD, METHOD_LABELS, method_caption  # noqa: E402
 from demos.app_testing import chromium_context, serving, tiny_vit  # noqa: E402
+from relevance.render import COLORMAPS, colorbar, overlay  # noqa: E402
 
 TINY = "tiny test ViT"
 REPO = Path(__file__).resolve().parent.parent
@@ -69,9 +72,9 @@ def demo_images(tmp_path_factory) -> dict[str, Path]:
     return {"photo": photo, "bad": bad}
 
 
-def shown_overlay(page) -> np.ndarray:
-    """The overlay image the page shows, fetched from its URL and decoded (PNG, lossless)."""
-    source = page.locator("#overlay-output img").get_attribute("src")
+def shown_image(page, elem_id: str = "overlay-output") -> np.ndarray:
+    """The image a component shows, fetched from its URL and decoded (PNG, lossless)."""
+    source = page.locator(f"#{elem_id} img").get_attribute("src")
     response = page.request.get(source)
     assert response.ok
     with Image.open(io.BytesIO(response.body())) as image:
@@ -79,8 +82,34 @@ def shown_overlay(page) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def shown_overlay(page) -> np.ndarray:
+    return shown_image(page, "overlay-output")
+
+
+def displayed_size(page, elem_id: str) -> tuple[float, float]:
+    """(width, height) in CSS pixels at which a component's image is painted (its content, not its box)."""
+    return tuple(
+        page.locator(f"#{elem_id} img").evaluate(
+            """img => {
+                const fit = getComputedStyle(img).objectFit;
+                const [w, h, boxW, boxH] = [img.naturalWidth, img.naturalHeight, img.clientWidth, img.clientHeight];
+                if (fit === "fill") return [boxW, boxH];
+                let scale = fit === "none" ? 1 : Math.min(boxW / w, boxH / h);
+                if (fit === "scale-down") scale = Math.min(scale, 1);
+                return [w * scale, h * scale];
+            }"""
+        )
+    )
+
+
 def expected_overlay(model, path: Path, method: str, target: int | None = None) -> np.ndarray:
-    return relevance.explain(model, str(path), method=method, target=target).overlay(0, alpha=0.5)
+    explanation = relevance.explain(model, str(path), method=method, target=target)
+    if method == "lrp":  # signed: centred on 0 with the diverging map
+        return overlay(
+            explanation.originals[0], explanation.relevance[0], explanation.geometries[0],
+            colormap="bwr", alpha=0.5, signed=True,
+        )
+    return explanation.overlay(0, alpha=0.5)
 
 
 def choose(page, dropdown_id: str, option: str) -> None:
@@ -137,7 +166,7 @@ def test_a_user_explains_an_image_in_the_browser(demo_page, demo_model, demo_ima
     gallery_images = page.locator("#compare-gallery img")
     expect(gallery_images).to_have_count(7)
     for method in relevance.list_methods():
-        expect(page.locator("#compare-gallery")).to_contain_text(METHOD_CAPTIONS[method])
+        expect(page.locator("#compare-gallery")).to_contain_text(method_caption(method))
     for index, method in enumerate(relevance.list_methods()):
         response = page.request.get(gallery_images.nth(index).get_attribute("src"))
         shown = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
@@ -157,6 +186,63 @@ def test_clicking_an_example_predicts_and_explains_it(demo_page, demo_model):
     expect(status).to_contain_text(f"{METHOD_LABELS['lrp']} for class")
     expect(status).to_contain_text("128x128 px")
     np.testing.assert_array_equal(shown_overlay(page), expected_overlay(demo_model, EXAMPLE, "lrp", top_class))
+
+
+def test_the_overlay_is_large_signed_maps_are_centred_and_a_new_upload_clears_old_results(
+    demo_page, demo_model, demo_images, tmp_path
+):
+    from playwright.sync_api import expect
+
+    page = demo_page
+    status = page.locator("#status")
+    top_class = int(relevance.explain(demo_model, str(EXAMPLE), method="attention").target[0])
+    page.locator("#shapes-examples button.gallery-item").first.click()
+    expect(status).to_contain_text(f"Top prediction of {TINY}")
+
+    # A 128x128 example is drawn large (scaled up to its box), with a matching colour bar.
+    choose(page, "method-select", METHOD_LABELS["rollout"])
+    page.click("#explain-button")
+    expect(status).to_contain_text(f"{METHOD_LABELS['rollout']} for class")
+    np.testing.assert_array_equal(shown_overlay(page), expected_overlay(demo_model, EXAMPLE, "rollout", top_class))
+    width, height = displayed_size(page, "overlay-output")
+    assert height >= 400 and width >= 400, f"overlay drawn at {width:.0f}x{height:.0f} px"
+    np.testing.assert_array_equal(shown_image(page, "overlay-colorbar"), colorbar("jet", 480, 88))
+    expect(page.locator("#overlay-colorbar img")).to_be_visible()
+
+    # Full LRP is signed: the diverging map, centred on 0, in the overlay, colour bar and gallery.
+    choose(page, "method-select", METHOD_LABELS["lrp"])
+    page.click("#explain-button")
+    expect(status).to_contain_text(f"{METHOD_LABELS['lrp']} for class")
+    np.testing.assert_array_equal(shown_overlay(page), expected_overlay(demo_model, EXAMPLE, "lrp", top_class))
+    bar = shown_image(page, "overlay-colorbar")
+    np.testing.assert_array_equal(bar, colorbar("bwr", 480, 88, signed=True))
+    assert tuple(bar[240, 0]) == (255, 255, 255) and tuple(bar[0, 0]) == tuple(COLORMAPS["bwr"][255])
+    page.click("#compare-button")
+    expect(status).to_contain_text("Compared 7 methods")
+    gallery_images = page.locator("#compare-gallery img")
+    expect(gallery_images).to_have_count(7)
+    lrp_index = relevance.list_methods().index("lrp")
+    lrp_tile = page.request.get(gallery_images.nth(lrp_index).get_attribute("src")).body()
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(lrp_tile)).convert("RGB")),
+        expected_overlay(demo_model, EXAMPLE, "lrp", top_class),
+    )
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(tmp_path / "demo-explained.png"), full_page=True)
+
+    # A new upload: the old overlay, colour bar, gallery and download go; the new prediction shows.
+    page.locator("#image-input input[type=file]").set_input_files(str(demo_images["photo"]))
+    expect(status).to_contain_text("Top prediction")
+    expect(page.locator("#overlay-output img")).to_have_count(0)
+    expect(page.locator("#overlay-colorbar img")).to_have_count(0)
+    expect(page.locator("#compare-gallery img")).to_have_count(0)
+    expect(status).not_to_contain_text("Compared")
+    page.screenshot(path=str(tmp_path / "demo-after-new-upload.png"), full_page=True)
+
+    # Explaining the new image shows its overlay, at its own size.
+    page.click("#explain-button")
+    expect(status).to_contain_text(f"{METHOD_LABELS['lrp']} for class")
+    assert shown_overlay(page).shape == (72, 120, 3)
 
 
 def test_a_bad_file_shows_a_clear_message_not_a_traceback(demo_page, demo_images):

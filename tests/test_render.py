@@ -1,4 +1,4 @@
-"""Tests for relevance.render: upsampling, normalisation, colour maps, overlays and grids."""
+"""Tests for relevance.render: upsampling, normalisation, colour maps, overlays, colour bars, labels and grids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from relevance.images import CropGeometry, DataConfig, prepare
-from relevance.render import COLORMAPS, colorize, normalize, overlay, side_by_side, upsample
+from relevance.render import (COLORMAPS, DIVERGING_COLORMAPS, annotate, colorbar, colorize, normalize, overlay,
+                              side_by_side, upsample)
 
 JET_COLD = (0, 0, 128)  # OpenCV jet at 0 is dark blue (BGR 128,0,0), in RGB
 JET_HOT = (128, 0, 0)  # ... and at 1 dark red
@@ -159,3 +160,116 @@ def test_side_by_side_layout_and_content():
     assert (stacked[10:, 20:] == 255).all()  # empty cell stays white
     with pytest.raises(ValueError, match="titles"):
         side_by_side([first], ["a", "b"])
+
+
+# ------------------------------------------------------------------------------ signed maps, colour bars, labels
+
+
+def _is_blue(colour, margin: int = 60) -> bool:
+    red, green, blue = (int(c) for c in colour)
+    return blue > red + margin and blue > green + margin
+
+
+def _is_red(colour, margin: int = 60) -> bool:
+    red, green, blue = (int(c) for c in colour)
+    return red > blue + margin and red > green + margin
+
+
+def test_diverging_colormaps_are_rgb_symmetric_and_centred():
+    assert set(DIVERGING_COLORMAPS) == {"bwr", "coolwarm"} and set(DIVERGING_COLORMAPS) <= set(COLORMAPS)
+    bwr, coolwarm = COLORMAPS["bwr"], COLORMAPS["coolwarm"]
+    assert tuple(bwr[0]) == (0, 0, 255) and tuple(bwr[255]) == (255, 0, 0)  # RGB, not BGR
+    assert tuple(bwr[127]) == tuple(bwr[128]) == (255, 255, 255)
+    np.testing.assert_array_equal(bwr[::-1], bwr[:, ::-1])  # mirror image: red <-> blue
+    # Moreland's cool-warm: blue (59, 76, 192) -> light grey (221, 221, 221) -> red (180, 4, 38).
+    assert tuple(coolwarm[0]) == (59, 76, 192) and tuple(coolwarm[255]) == (180, 4, 38)
+    assert tuple(coolwarm[127]) == tuple(coolwarm[128]) == (221, 221, 221)
+    assert all(_is_blue(coolwarm[i], 20) for i in (0, 40, 90))
+    assert all(_is_red(coolwarm[i], 20) for i in (165, 215, 255))
+    for table in COLORMAPS.values():
+        assert table.shape == (256, 3) and table.dtype == np.uint8 and not table.flags.writeable
+
+
+def test_colorize_signed_puts_zero_on_the_centre():
+    values = np.array([[-1.0, -0.5, 0.0, 0.5, 1.0, 3.0, np.nan]])
+    colours = colorize(values, "bwr", signed=True)
+    assert tuple(colours[0, 0]) == (0, 0, 255) and tuple(colours[0, 4]) == (255, 0, 0)
+    assert tuple(colours[0, 2]) == tuple(colours[0, 6]) == (255, 255, 255)  # 0 and NaN -> centre
+    assert tuple(colours[0, 5]) == (255, 0, 0)  # clipped
+    assert _is_blue(colours[0, 1]) and _is_red(colours[0, 3])
+    # The default stays unsigned: values in [0, 1], 0 -> the first colour.
+    assert tuple(colorize(values, "bwr")[0, 2]) == (0, 0, 255)
+
+
+def test_signed_overlay_puts_negative_blue_positive_red_and_zero_at_the_centre():
+    original = np.full((60, 90, 3), 128, np.uint8)
+    relevance_map = np.zeros((6, 9))
+    relevance_map[1:3, 1:3] = -2.0  # a negative blob, top left
+    relevance_map[3:5, 6:8] = 0.5  # a weaker positive blob, bottom right
+    result = overlay(original, relevance_map, colormap="bwr", alpha=1.0, signed=True)
+    assert tuple(result[20, 20]) == (0, 0, 255)  # -max: the first colour
+    assert _is_red(result[40, 70]) and not tuple(result[40, 70]) == (255, 0, 0)  # +0.5 of max 2: lighter red
+    assert tuple(result[55, 45]) == (255, 255, 255)  # 0: the centre colour
+    blended = overlay(original, relevance_map, colormap="coolwarm", alpha=0.6, signed=True)
+    assert _is_blue(blended[20, 20], 40) and _is_red(blended[40, 70], 20)
+    # Min-max (the default) would have coloured 0 as a middle level instead.
+    unsigned = overlay(original, relevance_map, colormap="bwr", alpha=1.0)
+    assert tuple(unsigned[55, 45]) != (255, 255, 255)
+    # Scale invariance, and an all-zero map is all centre colour (no NaN).
+    np.testing.assert_array_equal(overlay(original, relevance_map * 1e-30, colormap="bwr", alpha=1.0, signed=True),
+                                  result)
+    zeros = overlay(original, np.zeros((6, 9)), colormap="bwr", alpha=1.0, signed=True)
+    assert (zeros == 255).all()
+
+
+def test_signed_overlay_of_a_positive_map_uses_only_the_upper_half():
+    original = _random_image(40, 40)
+    relevance_map = np.random.default_rng(2).random((5, 5)) + 0.1
+    result = overlay(original, relevance_map, colormap="bwr", alpha=1.0, signed=True)
+    red, green, blue = (result[..., i].astype(int) for i in range(3))
+    assert (red == 255).all() and (green == blue).all()  # white .. red, never blue
+
+
+def test_colorbar_matches_the_colour_map():
+    for name, signed in (("jet", False), ("viridis", False), ("bwr", True), ("coolwarm", True)):
+        bar = colorbar(name, 200, 60, signed=signed)
+        assert bar.shape == (200, 60, 3) and bar.dtype == np.uint8
+        table = COLORMAPS[name]
+        assert tuple(bar[0, 0]) == tuple(table[255]) and tuple(bar[-1, 0]) == tuple(table[0])
+        column = bar[:, 0]
+        expected = table[np.rint((1 - np.arange(200) / 199) * 255).astype(int)]
+        np.testing.assert_array_equal(column, expected)
+        assert (bar[:, -15:] < 100).any(), "labels are drawn right of the bar"
+    signed_bar = colorbar("bwr", 201, 60, signed=True)
+    assert tuple(signed_bar[100, 0]) == (255, 255, 255)  # the middle row is the colour of 0
+    plain = colorbar("jet", 50, 12, labels=False)
+    assert plain.shape == (50, 12, 3) and (plain == plain[:, :1]).all()  # the bar fills the width
+    numbers = colorbar("bwr", 200, 70, signed=True, value_range=(-0.02, 0.01))
+    assert not np.array_equal(numbers, colorbar("bwr", 200, 70, signed=True))
+    with pytest.raises(ValueError, match="valid: jet"):
+        colorbar("nope", 100)
+    with pytest.raises(ValueError, match="height"):
+        colorbar("jet", 1)
+
+
+def test_annotate_keeps_the_size_and_changes_only_the_band():
+    image = _random_image(120, 200)
+    for position in ("bottom", "top"):
+        labelled = annotate(image, "class 3 · transformer attribution", position=position)
+        assert labelled.shape == image.shape and labelled.dtype == np.uint8
+        changed_rows = np.flatnonzero((labelled != image).any(axis=(1, 2)))
+        assert len(changed_rows) > 0
+        band = changed_rows.max() - changed_rows.min() + 1
+        assert band <= 30, f"the band should be small, got {band} rows"
+        if position == "bottom":
+            assert changed_rows.max() == 119
+            np.testing.assert_array_equal(labelled[: 120 - band], image[: 120 - band])
+        else:
+            assert changed_rows.min() == 0
+            np.testing.assert_array_equal(labelled[band:], image[band:])
+        assert (labelled[changed_rows] > 240).any(), "white text in the band"
+    np.testing.assert_array_equal(image, _random_image(120, 200))  # the input is not modified
+    long = annotate(image, "a very long caption " * 20)  # truncated, not spilling over
+    assert long.shape == image.shape
+    with pytest.raises(ValueError, match="position"):
+        annotate(image, "x", position="left")

@@ -1,5 +1,17 @@
 """Drawing relevance: image maps (:mod:`relevance.render.image`) and token maps (:mod:`relevance.render.text`)."""
 
-from relevance.render.image import COLORMAPS, colorize, normalize, overlay, side_by_side, upsample
+from relevance.render.colormaps import COLORMAPS, DIVERGING_COLORMAPS, is_diverging
+from relevance.render.image import annotate, colorbar, colorize, normalize, overlay, side_by_side, upsample
 
-__all__ = ["COLORMAPS", "colorize", "normalize", "overlay", "side_by_side", "upsample"]
+__all__ = [
+    "COLORMAPS",
+    "DIVERGING_COLORMAPS",
+    "annotate",
+    "colorbar",
+    "colorize",
+    "is_diverging",
+    "normalize",
+    "overlay",
+    "side_by_side",
+    "upsample",
+]

@@ -4,6 +4,11 @@
 at its own resolution: the map is bilinearly resampled onto the box of the original that the model
 input covered (`relevance.images.CropGeometry`), so hot spots line up with what the model saw.
 Pixels outside that box (cropped away before the model saw them) are shown unchanged.
+
+Signed maps (full LRP) are drawn with ``signed=True``: scaled by their largest magnitude so that 0
+falls on the centre of a diverging colour map ("bwr", "coolwarm"), instead of being min-max
+normalised (which would turn 0 into some arbitrary colour and wash the picture out). `colorbar`
+draws the matching scale, and `annotate` writes a caption band onto a picture.
 """
 
 from __future__ import annotations
@@ -17,18 +22,20 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from relevance.images import CropGeometry
+from relevance.render.colormaps import COLORMAPS, DIVERGING_COLORMAPS, colormap_table, levels, lookup_colours
+from relevance.render.fonts import default_font, drawable_text
 
-__all__ = ["COLORMAPS", "upsample", "normalize", "colorize", "overlay", "side_by_side"]
-
-#: Colour maps supported by `colorize` (OpenCV). "jet" matches the papers' figures; the others
-#: are perceptually uniform ("turbo" is an improved jet).
-COLORMAPS: dict[str, int] = {
-    "jet": cv2.COLORMAP_JET,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "magma": cv2.COLORMAP_MAGMA,
-    "turbo": cv2.COLORMAP_TURBO,
-}
+__all__ = [
+    "COLORMAPS",
+    "DIVERGING_COLORMAPS",
+    "upsample",
+    "normalize",
+    "colorize",
+    "overlay",
+    "colorbar",
+    "annotate",
+    "side_by_side",
+]
 
 
 def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -74,48 +81,44 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def _check_colormap(colormap: str) -> int:
-    try:
-        return COLORMAPS[colormap]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown colormap {colormap!r}; valid: {', '.join(COLORMAPS)}") from None
-
-
-def colorize(map01: np.ndarray | torch.Tensor, colormap: str = "jet") -> np.ndarray:
-    """Colour a map with values in [0, 1] (clipped; NaN -> 0).
+def colorize(map01: np.ndarray | torch.Tensor, colormap: str = "jet", *, signed: bool = False) -> np.ndarray:
+    """Colour a map with values in [0, 1], or in [-1, 1] when ``signed`` (clipped; NaN -> 0).
 
     Args:
         map01: (H, W) array or tensor.
         colormap: a name in `COLORMAPS`.
+        signed: values are in [-1, 1] and 0 gets the colour map's centre colour (white for "bwr").
 
     Returns:
         uint8 RGB (H, W, 3).
     """
-    code = _check_colormap(colormap)
+    table = colormap_table(colormap)
     if isinstance(map01, torch.Tensor):
         map01 = map01.detach().cpu().float().numpy()
     values = np.asarray(map01, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"map01 must be (H, W), got shape {values.shape}")
-    values = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
-    levels = np.rint(values * 255.0).astype(np.uint8)
-    bgr = cv2.applyColorMap(levels, code)
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return lookup_colours(levels(values, signed=signed), table)
 
 
-def _colorize_min_max(values: np.ndarray, colormap: str) -> np.ndarray:
-    """`colorize(normalize(values))` for a large finite float32 (H, W) array, in place and fast."""
-    low, high = float(values.min()), float(values.max())
-    if high > low:
-        values -= low
-        values *= 255.0 / (high - low)
-        np.clip(values, 0.0, 255.0, out=values)
-        np.rint(values, out=values)
-        levels = values.astype(np.uint8)
+def _levels_of_box(values: np.ndarray, signed: bool) -> np.ndarray:
+    """Colour-table levels of a large finite float32 (H, W) array, computed in place and fast.
+
+    Unsigned: min-max to 0..255 (a constant array gives level 0). Signed: ``v / max|v|`` to
+    0..255 with 0 at 127.5 (rounded to 128, a centre entry); an all-zero array gives the centre.
+    """
+    if signed:
+        magnitude = float(np.abs(values).max())
+        scale = 127.5 / magnitude if magnitude > 0 else 0.0
+        values *= scale
+        values += 127.5
     else:
-        levels = np.zeros(values.shape, dtype=np.uint8)
-    bgr = cv2.applyColorMap(levels, _check_colormap(colormap))
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        low, high = float(values.min()), float(values.max())
+        values -= low
+        values *= 255.0 / (high - low) if high > low else 0.0
+    np.clip(values, 0.0, 255.0, out=values)
+    np.rint(values, out=values)
+    return values.astype(np.uint8)
 
 
 def _interpolation_matrix(out_positions: np.ndarray, source_length: int) -> np.ndarray:
@@ -167,25 +170,29 @@ def overlay(
     *,
     colormap: str = "jet",
     alpha: float = 0.5,
+    signed: bool = False,
 ) -> np.ndarray:
     """Blend a coloured relevance map onto the original image, at the original's resolution.
 
     The map is bilinearly resampled onto the geometry's box in original pixel coordinates (the
-    region the model input covered), min-max normalised over the visible part of the box,
-    coloured, and blended: ``(1 - alpha) * original + alpha * colour``. Outside the box the
-    original is left unchanged.
+    region the model input covered), scaled over the visible part of the box (min-max, or by its
+    largest magnitude when ``signed``), coloured, and blended:
+    ``(1 - alpha) * original + alpha * colour``. Outside the box the original is left unchanged.
 
     Args:
         original: uint8 (H0, W0, 3) RGB image (as returned by `relevance.images.load_image`).
         relevance_map: (h, w) map of any grid size (patch grid or model-input pixels).
         geometry: where the model input lies in the original; None means the whole image.
-        colormap: a name in `COLORMAPS`.
+        colormap: a name in `COLORMAPS`; for a signed map, one of `DIVERGING_COLORMAPS`.
         alpha: opacity of the colour map, in [0, 1].
+        signed: the map has meaningful signs (e.g. full LRP): it is divided by its largest
+            magnitude so that -max, 0 and +max get the colour map's first, centre and last
+            colours. Default False: min-max normalisation (lowest value -> first colour).
 
     Returns:
         uint8 RGB (H0, W0, 3).
     """
-    _check_colormap(colormap)  # validate before any work
+    table = colormap_table(colormap)  # validate before any work
     if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     original = np.asarray(original)
@@ -199,7 +206,7 @@ def overlay(
     if relevance_map.ndim != 2 or 0 in relevance_map.shape:
         raise ValueError(f"relevance_map must be a non-empty (h, w) map, got shape {relevance_map.shape}")
     magnitude = float(np.abs(relevance_map).max())
-    if magnitude > 0:  # min-max normalisation ignores scale; this keeps float32 resampling finite
+    if magnitude > 0:  # both scalings ignore the map's scale; this keeps float32 resampling finite
         relevance_map = relevance_map / magnitude
     height0, width0 = original.shape[:2]
     if geometry is None:
@@ -213,9 +220,139 @@ def overlay(
     result = original.copy()
     if values.size == 0:
         return result
-    colour = _colorize_min_max(values, colormap)
+    colour = lookup_colours(_levels_of_box(values, bool(signed)), table)
     region = np.ascontiguousarray(original[rows, cols])
     result[rows, cols] = cv2.addWeighted(region, 1.0 - float(alpha), colour, float(alpha), 0.0)
+    return result
+
+
+def _text_box(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of ``text`` drawn at the origin."""
+    return tuple(int(round(v)) for v in draw.textbbox((0, 0), text, font=font))
+
+
+def _fit_font(draw: ImageDraw.ImageDraw, texts: Sequence[str], max_width: int, size: int, min_size: int = 8):
+    """The largest built-in font of at most ``size`` px in which every text is at most ``max_width`` wide."""
+    while True:
+        font = default_font(size)
+        widest = max((_text_box(draw, t, font)[2] - _text_box(draw, t, font)[0] for t in texts), default=0)
+        if widest <= max_width or size <= min_size:
+            return font
+        size -= 1
+
+
+def _colorbar_labels(signed: bool, value_range: tuple[float, float] | None) -> tuple[str, str | None, str]:
+    """(top, middle or None, bottom) labels of a colour bar."""
+    if value_range is None:
+        return ("+max", "0", "-max") if signed else ("max", None, "min")
+    low, high = (float(v) for v in value_range)
+    if signed:
+        magnitude = max(abs(low), abs(high))
+        return f"+{magnitude:.3g}", "0", f"-{magnitude:.3g}"
+    return f"{high:.3g}", None, f"{low:.3g}"
+
+
+def colorbar(
+    colormap: str,
+    height: int,
+    width: int = 64,
+    *,
+    signed: bool = False,
+    labels: bool = True,
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """A vertical colour bar matching `overlay`: the colour map's last colour at the top, first at the bottom.
+
+    Row ``r`` (0 at the top) has the colour of level ``round(255 * (1 - r / (height - 1)))``, so
+    for a signed bar the middle row is the diverging map's centre (the colour of 0).
+
+    Args:
+        colormap: a name in `COLORMAPS`.
+        height: image height in pixels (at least 2).
+        width: image width in pixels: the bar and, with ``labels``, its labels.
+        signed: label the bar as `overlay` scales a signed map: "+max" / "0" / "-max"
+            (default: a min-max normalised map, "max" / "min").
+        labels: write the labels right of the bar, level with the top, middle and bottom rows
+            they name; False gives a bar over the whole width.
+        value_range: (low, high) of the map: the labels show these numbers instead of words
+            (for a signed bar, +-max(|low|, |high|) and 0).
+
+    Returns:
+        uint8 RGB (height, width, 3) on a white background.
+    """
+    table = colormap_table(colormap)
+    height, width = int(height), int(width)
+    if height < 2 or width < 1:
+        raise ValueError(f"colorbar needs height >= 2 and width >= 1, got {height}x{width}")
+    fraction = 1.0 - np.arange(height) / (height - 1)
+    column = table[np.rint(fraction * 255.0).astype(np.uint8)]
+    bar_width = width if not labels else max(4, min(width, round(width * 0.35)))
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    canvas[:, :bar_width] = column[:, None, :]
+    if not labels or bar_width >= width:
+        return canvas
+    top, middle, bottom = _colorbar_labels(signed, value_range)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    text_x = bar_width + 3
+    texts = [t for t in (top, middle, bottom) if t is not None]
+    font = _fit_font(draw, texts, width - text_x, size=max(8, min(16, height // 6, width // 4)))
+    text_height = max(_text_box(draw, t, font)[3] - _text_box(draw, t, font)[1] for t in texts)
+    placements = [(top, 0, "top"), (bottom, height - 1, "bottom")]
+    if middle is not None and height >= 3 * text_height + 4:
+        placements.append((middle, (height - 1) / 2, "middle"))
+    if height < 2 * text_height + 2:
+        placements = placements[:1]
+    for text, y, align in placements:
+        left, text_top, _, text_bottom = _text_box(draw, text, font)
+        if align == "top":
+            y_text = -text_top
+        elif align == "bottom":
+            y_text = height - text_bottom
+        else:
+            y_text = round(y - (text_top + text_bottom) / 2)
+        draw.text((text_x - left, y_text), text, fill=(0, 0, 0), font=font)
+    return np.asarray(image).copy()
+
+
+def annotate(image: np.ndarray, text: str, *, position: str = "bottom", font_size: int | None = None) -> np.ndarray:
+    """A copy of ``image`` with ``text`` written in a dark band along its bottom (or top) edge.
+
+    The band darkens the pixels it covers (35% of the image shows through) and holds the text in
+    white, truncated with "…" when it is too wide; every pixel outside the band is unchanged.
+    Characters Pillow's built-in font lacks are spelled with look-alikes (see
+    :func:`relevance.render.fonts.drawable_text`).
+
+    Args:
+        image: uint8 RGB (H, W, 3).
+        text: the caption, e.g. "class 3 · transformer attribution".
+        position: "bottom" or "top".
+        font_size: text height in pixels; default about H / 22, between 10 and 28.
+
+    Returns:
+        uint8 RGB (H, W, 3).
+    """
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {array.dtype} {tuple(array.shape)}")
+    if position not in ("bottom", "top"):
+        raise ValueError(f"position must be 'bottom' or 'top', got {position!r}")
+    height, width = array.shape[:2]
+    font = default_font(int(font_size) if font_size else int(np.clip(round(height / 22), 10, 28)))
+    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    padding = max(2, font.size // 4 if hasattr(font, "size") else 2)
+    label = drawable_text(" ".join(str(text).split()), font)
+    while label and _text_box(scratch, label, font)[2] > width - 2 * padding:
+        label = label[:-2] + "…" if len(label) > 1 else ""
+    line_top, line_bottom = _text_box(scratch, "Ag", font)[1::2]
+    band_height = min(height, line_bottom - line_top + 2 * padding)
+    band_top = height - band_height if position == "bottom" else 0
+    result = array.copy()
+    band = result[band_top : band_top + band_height]
+    band[...] = np.rint(band.astype(np.float32) * 0.35).astype(np.uint8)
+    band_image = Image.fromarray(band)
+    ImageDraw.Draw(band_image).text((padding, padding - line_top), label, fill=(255, 255, 255), font=font)
+    result[band_top : band_top + band_height] = np.asarray(band_image)
     return result
 
 
