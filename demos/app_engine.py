@@ -41,7 +41,7 @@ __all__ = [
 
 #: Methods whose maps have meaningful signs (full LRP: negative relevance speaks against the class).
 #: They are drawn centred on 0 with a diverging colour map instead of min-max normalised.
-SIGNED_METHODS = frozenset({"lrp"})
+SIGNED_METHODS = frozenset(m for m in relevance.list_methods() if relevance.get_method(m).signed)
 #: The diverging colour map of signed maps when the chosen colour map is not diverging.
 DEFAULT_DIVERGING_COLORMAP = "bwr"
 

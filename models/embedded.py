@@ -94,3 +94,13 @@ def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EM
                            multi_label=bool(config.get("multi_label", True)),  # one sigmoid per class
                            data_config=_data_config(config), domain="the procedural shapes world")
     return model.to(device).eval()
+
+
+def _register() -> None:
+    from relevance.models.registry import Embedded, register_embedded
+
+    register_embedded(Embedded(EMBEDDED_NAME, "image", load_embedded,
+                               "a small ViT trained on the shapes world, see assets/shapes_vit/MODEL_CARD.md"))
+
+
+_register()

@@ -507,3 +507,25 @@ def load_checkpoint(module: nn.Module, path: str | Path) -> None:
 def describe(model: VisionTransformer) -> dict:
     """The model's configuration as a plain dict (for model cards and logs)."""
     return asdict(model.config)
+
+
+def _register() -> None:
+    from relevance.models.registry import Family, register_default, register_family
+
+    def recognizes(name: str) -> bool:
+        import timm
+
+        return timm.is_model(name) and name.split(".")[0].startswith(("vit_", "deit_", "deit3_"))
+
+    def listed() -> list[str]:
+        from relevance.models import HUB_MODELS
+
+        return list(HUB_MODELS.values())
+
+    register_family(Family("vit", recognizes, create, listed))
+    from relevance.models import DEFAULT_HUB_MODEL
+
+    register_default("image", DEFAULT_HUB_MODEL, "shapes-vit")
+
+
+_register()

@@ -84,12 +84,15 @@ class ImageMap:
 
     def overlay(self, index: int = 0, colormap: str | None = None, alpha: float = 0.5) -> np.ndarray:
         """uint8 RGB overlay of sample ``index``'s map on its original image, at the original's resolution (on the
-        model input when no original is known). Signed maps use a diverging colour map centred on zero."""
+        model input when no original is known). Signed maps are drawn centred on zero with a diverging colour map:
+        ``colormap`` when it is diverging, else ``"bwr"``."""
         from relevance.render import image as render
+        from relevance.render.colormaps import is_diverging
 
         original, geometry = self.original(index)
-        if self.signed and hasattr(render, "DIVERGING_COLORMAPS"):
-            return render.overlay(original, self.values[index], geometry, colormap=colormap or "bwr", alpha=alpha,
+        if self.signed:
+            diverging = colormap if colormap is not None and is_diverging(colormap) else "bwr"
+            return render.overlay(original, self.values[index], geometry, colormap=diverging, alpha=alpha,
                                   signed=True)
         return render.overlay(original, self.values[index], geometry, colormap=colormap or "jet", alpha=alpha)
 
@@ -125,32 +128,31 @@ class TextMap:
         pipeline's choice, spec §5.4); special tokens and padding are skipped."""
         from relevance.render import text as render_text
 
+        tokens, scores, word_ids = self._arguments(index)
+        words, values = render_text.aggregate_words(tokens, scores, word_ids, reduce=reduce)
+        return list(zip(words, [float(v) for v in values]))
+
+    def _arguments(self, index: int) -> tuple[list[str], np.ndarray, list[int | None]]:
+        """Tokens, scores and word indices of sample ``index``'s valid tokens."""
         valid = self.inputs.valid[index].tolist()
         tokens = [t for t, v in zip(self.inputs.tokens[index], valid) if v]
         word_ids = [w for w, v in zip(self.inputs.word_ids[index], valid) if v]
-        words, scores = render_text.aggregate_words(tokens, self.scores(index).detach().cpu().numpy(), word_ids,
-                                                    reduce=reduce)
-        return list(zip(words, [float(s) for s in scores]))
-
-    def _arguments(self, index: int) -> dict[str, Any]:
-        valid = self.inputs.valid[index].tolist()
-        return dict(tokens=[t for t, v in zip(self.inputs.tokens[index], valid) if v],
-                    scores=self.scores(index).detach().cpu().double().numpy(),
-                    special=[s for s, v in zip(self.inputs.special[index].tolist(), valid) if v],
-                    word_ids=[w for w, v in zip(self.inputs.word_ids[index], valid) if v],
-                    signed=self.signed or None)
+        return tokens, self.scores(index).detach().cpu().double().numpy(), word_ids
 
     def html(self, index: int = 0, **options: Any) -> str:
-        """Sample ``index``'s token heatmap as a self-contained HTML fragment (inline styles, no JavaScript)."""
+        """Sample ``index``'s token heatmap as a self-contained HTML fragment (inline styles, no JavaScript);
+        ``options`` are those of :func:`relevance.render.text.token_heatmap` (``words``, ``show_special``, ...)."""
         from relevance.render import text as render_text
 
-        return render_text.token_html(**{**self._arguments(index), **options})
+        options.setdefault("signed", True if self.signed else None)
+        return render_text.text_heatmap_html(*self._arguments(index), **options)
 
     def png(self, index: int = 0, **options: Any) -> np.ndarray:
-        """Sample ``index``'s token heatmap as a uint8 RGB image."""
+        """Sample ``index``'s token heatmap as a uint8 RGB image (options as :meth:`html`, plus ``width``)."""
         from relevance.render import text as render_text
 
-        return render_text.token_png(**{**self._arguments(index), **options})
+        options.setdefault("signed", True if self.signed else None)
+        return render_text.text_heatmap_image(*self._arguments(index), **options)
 
 
 @dataclass
@@ -234,6 +236,21 @@ class Explanation:
         if stream not in self.maps:
             raise KeyError(f"this explanation has no {stream!r} map (it has {', '.join(self.maps)})")
         return self.maps[stream]
+
+    @property
+    def pixels(self) -> Tensor:
+        """(B, C, H, W) the image stream's model input."""
+        return self._map("image").inputs.pixels
+
+    @property
+    def originals(self) -> list[np.ndarray] | None:
+        """The images as given (uint8 RGB), when raw images were passed."""
+        return self._map("image").inputs.originals
+
+    @property
+    def geometries(self) -> list[Any] | None:
+        """Where the model input lies in each original image (:class:`relevance.images.CropGeometry`)."""
+        return self._map("image").inputs.geometries
 
     @property
     def tokens(self) -> list[list[str]]:
