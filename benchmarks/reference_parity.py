@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"reference {name} {key} is not finite (e.g. Grad-CAM of a constant map)")
     precision = "float64" if dtype == torch.float64 else "float32"
     print(f"\nthis package in {precision}; max |a - b| / max |b| per sample")
-    print(f"{'case':42s} {'sample':>6s} {'ref32~ref64':>12s} {'ours~ref64':>12s} {'ours~ref':>12s} {'cases differ':>13s}")
+    print(f"{'case':42s} {'sample':>6s} {'ref32~ref64':>12s} {'ours~ref64':>12s} {'ours~ref':>12s} "
+          f"{'cases differ':>13s}")
     summary = {}
     for key in ref64:
         method, case = key.split("/")
@@ -238,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, logits, maps in (("float64", logits64, ref64), ("float32", logits32, ref32)):
             tensors[f"reference/{name}/logits"] = logits.contiguous()
             tensors.update({f"reference/{name}/{k}": v.contiguous() for k, v in maps.items()})
-        metadata = {"width": str(args.width), "depth": str(args.depth), "heads": str(args.heads), "seed": str(args.seed),
-                    "cases": ",".join(case for case, _, _ in CASES), "torch": torch.__version__,
+        metadata = {"width": str(args.width), "depth": str(args.depth), "heads": str(args.heads),
+                    "seed": str(args.seed), "cases": ",".join(case for case, _, _ in CASES), "torch": torch.__version__,
                     "reference": "hila-chefer/Transformer-Explainability@c3e578f"}
         args.write_golden.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(args.write_golden), metadata=metadata)
