@@ -1,53 +1,14 @@
-"""The seven methods: the reference's numbers, conservation, the spec's equalities, batching, targets."""
-
-from pathlib import Path
+"""The seven methods: conservation, the spec's equalities, batching, targets (the reference's numbers:
+test_reference_parity.py)."""
 
 import pytest
 import torch
 from conftest import DEVICE, tiny_timm_vit
-from safetensors import safe_open
 
 import relevance
 from relevance import methods as M
 from relevance.tape import recording
 from relevance.models import vit
-
-GOLDEN = Path(__file__).parent / "golden" / "chefer_reference.safetensors"
-
-
-@pytest.fixture(scope="module")
-def golden():
-    """Weights, input and maps of the authors' implementation (benchmarks/reference_parity.py wrote them)."""
-    import timm
-
-    with safe_open(str(GOLDEN), framework="pt") as handle:
-        meta = handle.metadata()
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    timm_model = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=int(meta["width"]),
-                                   depth=int(meta["depth"]), num_heads=int(meta["heads"]), num_classes=10)
-    timm_model.load_state_dict({k.removeprefix("weights/"): v for k, v in tensors.items() if k.startswith("weights/")})
-    reference = {k.removeprefix("reference/"): v for k, v in tensors.items() if k.startswith("reference/")}
-    return vit.from_timm(timm_model.eval()), tensors["input"], reference
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_every_method_reproduces_the_reference_implementation(golden, dtype):
-    model, image, reference = golden
-    # the reference run in the same precision: float32 rounding is amplified by the LRP baseline's rules
-    model = model.to(device=DEVICE, dtype=dtype)
-    precision = "float64" if dtype == torch.float64 else "float32"
-    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
-    cases = {k.removeprefix(precision + "/"): v for k, v in reference.items() if k.startswith(precision + "/")}
-    assert len(cases) == 14 and set(k.split("/")[0] for k in cases) == set(relevance.list_methods())
-    for key, expected in cases.items():
-        expected = expected.double()
-        method, target, start = key.split("/")
-        target = None if target == "target=None" else int(target.split("=")[1])
-        result = relevance.explain(model, image.to(DEVICE, dtype), method=method, target=target,
-                                   start_layer=int(start.split("=")[1]))
-        error = (result.relevance[0].double().cpu() - expected).abs().max() / expected.abs().max()
-        assert error <= tolerance, f"{key}: relative error {error:.2e}"
-
 
 @pytest.fixture(scope="module")
 def models64():
