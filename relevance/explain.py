@@ -218,7 +218,7 @@ def _backward_passes(spec: M.Method, tape: Tape, output: Tensor, target: Target,
 
         records[stream] = M.StreamRecord(
             attention=[a.detach() for a in attention[stream]], readout=space.readout.detach(),
-            columns=_columns(space), options=options, gradients=part(gradients), attention_relevance=part(relevance),
+            valid=space.valid, columns=_columns(space), options=options, gradients=part(gradients), attention_relevance=part(relevance),
             input_relevance=None if inputs is None else inputs[index])
         offset += count
     return records

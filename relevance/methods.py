@@ -80,13 +80,15 @@ class StreamRecord:
     """What one explained pass produced for one token stream, for the blocks a method asked for (oldest first).
 
     ``attention``, ``gradients`` and ``attention_relevance`` are lists of (B, H, N, N); ``readout`` is (B, N);
-    ``columns`` (B, N) marks the tokens a map is made of (patch tokens of an image, valid tokens of a text);
+    ``valid`` (B, N) is ``False`` on padding; ``columns`` (B, N) marks the tokens a map is made of (the patch
+    tokens of an image, the valid tokens of a text);
     ``input_relevance`` is the relevance at the stream's input site, (B, ...). Entries a method did not ask for
     are ``None``.
     """
 
     attention: Sequence[Tensor]
     readout: Tensor
+    valid: Tensor
     columns: Tensor
     options: Options
     gradients: Sequence[Tensor] | None = None
@@ -226,7 +228,7 @@ def attention_gradcam(record: StreamRecord) -> Tensor:
     attention, gradient = record.attention[-1], record.gradients[-1]
     columns = record.columns
     if record.options.gradcam_weights == "whole_map":
-        valid = (columns.unsqueeze(2) & columns.unsqueeze(1)).unsqueeze(1)  # (B, 1, N, N)
+        valid = (record.valid.unsqueeze(2) & record.valid.unsqueeze(1)).unsqueeze(1)  # (B, 1, N, N)
         weights = (gradient * valid).sum(dim=(2, 3), keepdim=True) / valid.sum(dim=(2, 3), keepdim=True)
         cam = (attention * weights).mean(dim=1).clamp(min=0)
         return readout_row(min_max(cam, valid[:, 0]), record.readout)

@@ -121,3 +121,99 @@ def test_aliases_and_start_layer():
     late = relevance.explain(model, x, method="transformer_attribution", start_layer=2).relevance
     early = relevance.explain(model, x, method="transformer_attribution", start_layer=0).relevance
     assert not torch.allclose(late, early)
+
+
+def test_method_options_override_the_family_conventions(models64):
+    model, x, targets = models64["class-token"], images(2), [3, 1]
+    record = {}
+    with recording() as tape:
+        logits = model(x.requires_grad_(True))
+        attention = tape.attention_of("image")
+        one_hot = torch.nn.functional.one_hot(torch.tensor(targets), logits.shape[1]).double()
+        gradients = torch.autograd.grad(logits, attention, one_hot)
+        record["A"], record["G"] = attention[-1].detach(), gradients[-1]
+    # Grad-CAM with whole-map head weights (the BERT reference): weights average the whole N x N gradient,
+    # the map is min-max normalised as a whole, then its [CLS] row is read (derived here by hand)
+    weights = record["G"].mean(dim=(2, 3), keepdim=True)
+    cam = (record["A"] * weights).mean(dim=1).clamp(min=0)
+    flat = cam.flatten(1)
+    span = (flat.max(1).values - flat.min(1).values)[:, None, None]
+    assert (span > 0).any()  # at least one sample has a non-constant map (a constant one gives zeros, not NaN)
+    cam = torch.where(span > 0, (cam - flat.min(1).values[:, None, None]) / span.clamp(min=1e-300), 0.0)
+    expected = cam[:, 0, 1:].reshape(2, 4, 4)
+    whole = relevance.explain(model, x.detach(), method="attention_gradcam", target=targets, gradcam_weights="whole_map")
+    torch.testing.assert_close(whole.relevance, expected, rtol=1e-12, atol=1e-14)
+    row = relevance.explain(model, x.detach(), method="attention_gradcam", target=targets)
+    assert not torch.allclose(row.relevance, whole.relevance)
+    with pytest.raises(ValueError, match="gradcam_weights"):
+        relevance.explain(model, x.detach(), method="attention_gradcam", gradcam_weights="heads")
+    # row normalisation of transformer attribution's product (the BERT reference's convention, spec §2.2)
+    plain = relevance.explain(model, x.detach(), method="transformer_attribution", target=targets)
+    normalised = relevance.explain(model, x.detach(), method="transformer_attribution", target=targets,
+                                   row_normalize=True)
+    steps = []
+    with recording(relevance.TRANSFORMER_ATTRIBUTION_RULES) as tape:
+        logits = model(x.detach().requires_grad_(True))
+        attention = tape.attention_of("image")
+        gradients = torch.autograd.grad(logits, attention, one_hot, retain_graph=True)
+        from relevance.tape import Mode
+
+        tape.mode = Mode.RELEVANCE
+        relevances = torch.autograd.grad(logits, attention, one_hot)
+    eye = torch.eye(17, dtype=torch.float64)
+    joint = None
+    for g, r in zip(gradients, relevances):
+        step = (g * r).clamp(min=0).mean(dim=1) + eye
+        step = step / step.sum(dim=-1, keepdim=True)
+        joint = step if joint is None else step @ joint
+        steps.append(step)
+    torch.testing.assert_close(normalised.relevance, joint[:, 0, 1:].reshape(2, 4, 4), rtol=1e-10, atol=1e-14)
+    assert (plain.relevance - normalised.relevance).abs().max() > 1e-9 * plain.relevance.abs().max()
+    assert normalised.matrices["image"].shape == (2, 17, 17)
+    torch.testing.assert_close(normalised.matrices["image"], joint)
+
+
+def test_negative_start_layers_count_from_the_end_and_layers_pick_blocks(models64):
+    model, x = models64["class-token"], images(2)
+    for method in ("transformer_attribution", "gradient_rollout", "rollout"):
+        from_end = relevance.explain(model, x, method=method, target=[1, 2], start_layer=-1)
+        last = relevance.explain(model, x, method=method, target=[1, 2], start_layer=2)
+        torch.testing.assert_close(from_end.relevance, last.relevance, rtol=0, atol=0)
+        assert from_end.start_layers == {"image": 2}
+        chosen = relevance.explain(model, x, method=method, target=[1, 2], layers=[1, 2])
+        start_one = relevance.explain(model, x, method=method, target=[1, 2], start_layer=1)
+        torch.testing.assert_close(chosen.relevance, start_one.relevance, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="start_layer_text applies to models with a text stream"):
+        relevance.explain(model, x, start_layer_text=0)
+    with pytest.raises(ValueError, match="unknown streams"):
+        relevance.explain(model, x, start_layer={"text": 0})
+
+
+def test_explanations_display_in_notebooks_without_javascript(models64):
+    import io
+
+    from PIL import Image
+
+    model, x = models64["class-token"], images(2)
+    explanation = relevance.explain(model, x, method="transformer_attribution", target=[1, 2])
+    page = explanation._repr_html_()
+    assert page.count("<img src='data:image/png;base64,") == 2 and "<script" not in page.lower()
+    assert "transformer_attribution" in page and "class 1" in page
+    png = Image.open(io.BytesIO(explanation._repr_png_()))
+    assert png.format == "PNG" and png.size == (32, 32)
+    assert len(explanation) == 2 and explanation.scores.shape == (2,)
+    torch.testing.assert_close(explanation.scores, explanation.logits.gather(1, torch.tensor([[1], [2]]))[:, 0])
+
+
+def test_callable_targets_explain_any_score_of_the_output(models64):
+    model, x = models64["class-token"], images(2)
+    by_class = relevance.explain(model, x, method="gradient_rollout", target=[3, 5])
+    by_function = relevance.explain(model, x, method="gradient_rollout",
+                                    target=lambda logits: logits[:, 3] * torch.tensor([1.0, 0.0], dtype=logits.dtype)
+                                    + logits[:, 5] * torch.tensor([0.0, 1.0], dtype=logits.dtype))
+    torch.testing.assert_close(by_function.relevance, by_class.relevance, rtol=1e-12, atol=1e-15)
+    assert by_function.target is None
+    margin = relevance.explain(model, x, method="gradient_rollout", target=lambda logits: logits[:, 3] - logits[:, 5])
+    assert not torch.allclose(margin.relevance, by_class.relevance)
+    with pytest.raises(ValueError, match="one score per sample"):
+        relevance.explain(model, x, method="gradient_rollout", target=lambda logits: logits.sum())

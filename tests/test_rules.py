@@ -318,3 +318,18 @@ def test_magnitude_cache_follows_in_place_updates():
     identity = id(weight)
     del weight
     assert identity not in rules._MAGNITUDE_CACHE
+
+
+def test_magnitude_cache_is_bounded(monkeypatch):
+    rules.clear_weight_cache()
+    monkeypatch.setattr(rules, "MAGNITUDE_CACHE_BYTES", 3 * 100 * 8)  # room for three 10 x 10 float64 weights
+    weights = [torch.nn.Parameter(torch.randn(10, 10, dtype=torch.float64)) for _ in range(5)]
+    for weight in weights:
+        rules.weight_magnitude(weight)
+    assert len(rules._MAGNITUDE_CACHE) == 3  # the least recently used went first
+    assert set(rules._MAGNITUDE_CACHE) == {id(w) for w in weights[2:]}
+    huge = torch.nn.Parameter(torch.randn(40, 40, dtype=torch.float64))
+    torch.testing.assert_close(rules.weight_magnitude(huge), huge.detach().abs())  # computed, never cached
+    assert id(huge) not in rules._MAGNITUDE_CACHE
+    rules.clear_weight_cache()
+    assert not rules._MAGNITUDE_CACHE
