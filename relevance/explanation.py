@@ -73,6 +73,20 @@ class ImageMap:
             maps = upsample(maps, size)
         return normalize(maps)
 
+    def heatmap_on_original(self, index: int = 0) -> np.ndarray:
+        """float32 (H0, W0): sample ``index``'s map resampled onto its original image and min-max normalised
+        over the part the model saw (0 outside it, and for a constant map)."""
+        from relevance.render.image import map_on_original
+
+        _, geometry = self.original(index)
+        values = map_on_original(self.values[index], geometry)
+        seen = np.isfinite(values)
+        if not seen.any():
+            return np.zeros_like(values)
+        low, high = float(values[seen].min()), float(values[seen].max())
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        return np.where(seen, scaled, 0.0).astype(np.float32)
+
     def original(self, index: int) -> tuple[np.ndarray, Any]:
         """Sample ``index``'s image as given (uint8 RGB) and where the model input lies in it."""
         from relevance.images import CropGeometry

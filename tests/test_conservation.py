@@ -206,3 +206,17 @@ def test_maps_of_non_square_images_put_the_object_in_its_corner(corner):
         # jet's hot end is red: the object's own pixels are the reddest of the picture
         redness = overlay[..., 0].astype(float) - overlay[..., 2].astype(float)
         assert (inside[..., 0] - inside[..., 2]).mean() >= redness.max() - 40, method
+
+
+def test_heatmaps_on_the_original_image_follow_the_object():
+    model = spotlight_vit()
+    from relevance.images import DataConfig
+
+    model.data_config = DataConfig(input_size=(16, 24), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                                   interpolation="bilinear", crop_pct=1.0, crop_mode="squash")
+    image = np.zeros((32, 48, 3), dtype=np.uint8)  # twice the model's size: resized, same aspect
+    image[0:16, 32:48] = 255  # the top-right patch after resizing
+    explanation = relevance.explain(model, [image], method="attention")
+    heatmap = explanation.maps["image"].heatmap_on_original(0)
+    assert heatmap.shape == (32, 48) and heatmap.min() >= 0 and heatmap.max() == 1
+    assert heatmap[8, 40] > 0.9 and heatmap[24, 8] < 0.5

@@ -32,6 +32,7 @@ __all__ = [
     "normalize",
     "colorize",
     "overlay",
+    "map_on_original",
     "colorbar",
     "annotate",
     "side_by_side",
@@ -161,6 +162,24 @@ def _map_on_box(relevance_map: np.ndarray, geometry: CropGeometry) -> tuple[np.n
         _interpolation_matrix(rows, map_h) @ relevance_map.astype(np.float32) @ _interpolation_matrix(cols, map_w).T
     )
     return resampled, slice(y0, y1), slice(x0, x1)
+
+
+def map_on_original(relevance_map: np.ndarray | torch.Tensor, geometry: CropGeometry) -> np.ndarray:
+    """A map resampled onto the original image's pixels, bilinearly, where the model input covered them.
+
+    Args:
+        relevance_map: (h, w) map of any grid size (patch grid or model-input pixels).
+        geometry: where the model input lies in the original.
+
+    Returns:
+        float32 (H0, W0): the map's raw values inside the covered box, NaN outside it.
+    """
+    if isinstance(relevance_map, torch.Tensor):
+        relevance_map = relevance_map.detach().cpu().double().numpy()
+    values, rows, cols = _map_on_box(np.asarray(relevance_map, dtype=np.float64), geometry)
+    result = np.full(tuple(geometry.original_size), np.nan, dtype=np.float32)
+    result[rows, cols] = values
+    return result
 
 
 def overlay(
