@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "EMBEDDED_NAME",
+    "SHAPES_DOMAIN",
     "EMBEDDED_DIR",
     "CONFIG_FILE",
     "WEIGHTS_FILE",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 EMBEDDED_NAME = "shapes-vit"
+#: ``model.domain`` of the models trained on the shapes world (see :func:`relevance.models.domain_warning`).
+SHAPES_DOMAIN = "shapes"
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "shapes_vit"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -82,7 +85,8 @@ def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EM
 
     Its ``data_config`` (squash-resize to 64x64, crop_pct 1.0, mean = std = 0.5) and
     ``class_names`` (``relevance.data.SHAPE_CLASSES``) come from ``config.json``; ``multi_label`` is True
-    (one sigmoid per class: a class is predicted when its logit is positive).
+    (one sigmoid per class: a class is predicted when its logit is positive); ``domain`` is
+    :data:`SHAPES_DOMAIN` (it knows synthetic shapes scenes only: see :func:`relevance.models.domain_warning`).
     """
     from relevance.models.vit import from_timm
 
@@ -91,4 +95,5 @@ def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EM
     model.data_config = _data_config(config)
     model.class_names = list(config["class_names"])
     model.multi_label = bool(config.get("multi_label", True))  # one sigmoid per class
+    model.domain = SHAPES_DOMAIN
     return model.to(device).eval()
