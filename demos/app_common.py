@@ -1,13 +1,12 @@
 """Pieces every tab of the demo shares: error messages for users, class names, download files.
 
 Kept apart from the tabs so that the text-classification and image-text tabs planned next can
-use the same rules: a user sees a clear message and never a traceback, class names are matched
-forgivingly, and each download gets a fresh file.
+use the same rules: a user sees a clear message and never a traceback, class names are matched by
+the same rule as on the command line (:mod:`relevance.labels`), and each download gets a fresh file.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import html
 import logging
@@ -26,10 +25,12 @@ from PIL import Image
 
 from demos.app_engine import ImageError
 from demos.app_models import UnknownModelError
+from relevance.labels import ClassSpecError, resolve_class
 
 __all__ = [
     "DemoError",
     "OverlayFiles",
+    "class_name_placeholder",
     "class_names_of",
     "display_names",
     "match_class_name",
@@ -105,44 +106,37 @@ def display_names(names: Sequence[str]) -> list[str]:
     return [name if counts[name] == 1 else f"{name} (#{i})" for i, name in enumerate(names)]
 
 
-def _synonyms(name: str) -> list[str]:
-    """'tabby, tabby cat' -> ['tabby, tabby cat', 'tabby', 'tabby cat'] (lower case)."""
-    full = name.strip().lower()
-    parts = [p.strip() for p in full.split(",") if p.strip()]
-    return [full] + [p for p in parts if p != full]
+def _sentence(message: str) -> str:
+    """A matcher message as a sentence for the page: capital first letter, final period."""
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith((".", "?", "!")) else message + "."
 
 
 def match_class_name(names: Sequence[str], text: str) -> int:
-    """The index of the class typed as ``text``: a name, one of its comma-separated synonyms, or an index.
+    """The index of the class typed as ``text``, by the command line's rule (:func:`relevance.labels.resolve_class`):
+    an index, a class name or one of its comma-separated synonyms, in any case.
 
-    Matching ignores case and surrounding spaces. Raises :class:`DemoError` with close suggestions
-    when nothing matches.
+    Raises :class:`DemoError` with the matcher's message, as a sentence: close names for an unknown class, the
+    candidates with their indices for an ambiguous one.
     """
-    query = " ".join(text.strip().lower().split())
-    if not query:
-        raise DemoError("Type a class name.")
-    if query.isdigit():
-        index = int(query)
-        if index < len(names):
-            return index
-        raise DemoError(f"Class index {index} is out of range: this model has classes 0..{len(names) - 1}.")
-    index_of: dict[str, int] = {}
-    for i, name in enumerate(names):
-        for synonym in _synonyms(name):
-            index_of.setdefault(synonym, i)
-    if query in index_of:
-        return index_of[query]
-    close = difflib.get_close_matches(query, list(index_of), n=5, cutoff=0.6)
-    contained = [s for s in index_of if query in s and s not in close][: 5 - len(close)]
-    suggestions = [names[index_of[s]] for s in close + contained]
-    unique = list(dict.fromkeys(suggestions))
-    if unique:
-        hint = "Did you mean: " + "; ".join(f"'{s}'" for s in unique) + "?"
-    elif len(names) <= 20:
-        hint = "This model's classes are: " + ", ".join(names) + "."
-    else:
-        hint = f"Type one of this model's {len(names)} class names or an index 0..{len(names) - 1}."
-    raise DemoError(f"Unknown class '{text.strip()[:80]}'. {hint}")
+    try:
+        return resolve_class(text, names)
+    except ClassSpecError as error:
+        raise DemoError(_sentence(str(error))) from None
+
+
+def class_name_placeholder(names: Sequence[str]) -> str:
+    """The class box's placeholder for a model with these class names: a name and an index that both work,
+    e.g. ``"e.g. cross or 4"`` for the shapes model."""
+    middle = len(names) // 2
+    for index in [*range(middle, len(names)), *range(middle)]:  # a class from the middle, not the first
+        name = str(names[index]).split(",")[0].strip()
+        try:
+            if name and not name.isdigit() and resolve_class(name, names) == index:
+                return f"e.g. {name} or {(index + 1) % len(names)}"
+        except ClassSpecError:
+            continue
+    return f"e.g. {len(names) - 1}"
 
 
 def safe_filename_part(text: str) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "class_probabilities",
     "colormap_names",
     "colour_scale",
+    "domain_warning",
     "explain_overlay",
     "is_multi_label",
     "is_signed",
@@ -140,6 +141,14 @@ def class_probabilities(model: torch.nn.Module, logits: torch.Tensor) -> np.ndar
     """(num_classes,) probabilities of one sample's logits: sigmoid for multi-label models, else softmax."""
     logits = logits.detach().float().reshape(1, -1)
     return relevance.class_probabilities(logits, is_multi_label(model))[0].cpu().numpy()
+
+
+def domain_warning(model: torch.nn.Module, image: np.ndarray) -> str | None:
+    """A one-line warning when ``image`` lies outside what ``model`` knows (e.g. a photo given to the shapes
+    model), else None; see :func:`relevance.models.domain_warning`."""
+    from relevance.models import domain_warning as model_domain_warning
+
+    return model_domain_warning(model, image)
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

@@ -22,6 +22,7 @@ from demos import app_engine
 from demos.app_common import (
     DemoError,
     OverlayFiles,
+    class_name_placeholder,
     class_names_of,
     display_names,
     match_class_name,
@@ -39,6 +40,7 @@ __all__ = [
     "ImageClassificationHandlers",
     "METHOD_CAPTIONS",
     "METHOD_LABELS",
+    "ModelHints",
     "OVERLAY_HEIGHT",
     "TOP_K",
     "image_classification_tab",
@@ -304,6 +306,38 @@ class ImageClassificationHandlers:
         return gallery, status
 
 
+# ------------------------------------------------------------------------------------ hints
+
+
+class ModelHints:
+    """Handlers of the texts that follow the chosen model and image: the class box's placeholder (a name and
+    an index of the model's own classes) and the domain notice (a photo given to the shapes model)."""
+
+    def __init__(self, catalog: ModelCatalog) -> None:
+        self.catalog = catalog
+
+    def class_hint(self, model_label: Any) -> Any:
+        """New model: the class box suggests one of its own class names and an index."""
+        try:
+            model = self.catalog.get(model_label)
+        except ValueError:
+            return gr.update()
+        return gr.update(placeholder=class_name_placeholder(class_names_of(model)))
+
+    def domain_notice(self, image_value: Any, model_label: Any) -> str:
+        """A visible warning when the image lies outside what the model knows; empty otherwise."""
+        try:
+            model = self.catalog.get(model_label)
+            path, display_name = uploaded_file(image_value)
+            image = app_engine.read_image(path, display_name=display_name)
+        except (ValueError, OSError):  # no image yet, or a bad one: the other handlers say so
+            return ""
+        warning = app_engine.domain_warning(model, image)
+        if warning is None:
+            return ""
+        return f"⚠️ **Outside the model's domain:** {html.escape(warning[:1].upper() + warning[1:], quote=False)}."
+
+
 # ------------------------------------------------------------------------------------ layout
 
 
@@ -375,7 +409,7 @@ def image_classification_tab(
                     class_name = gr.Textbox(
                         label="…or type any class name",
                         info="Overrides the list when filled.",
-                        placeholder="e.g. circle, tabby cat, 281",
+                        placeholder=class_name_placeholder(class_names_of(default_model)),
                         max_length=200,
                         elem_id="class-name",
                     )
@@ -430,6 +464,7 @@ def image_classification_tab(
                 download = gr.DownloadButton("Download overlay (PNG)", elem_id="download-button")
                 top_k = gr.Label(label="Top predictions", num_top_classes=TOP_K, elem_id="top-k")
                 status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
+                domain_notice = gr.Markdown("", elem_id="domain-notice")
         gallery = gr.Gallery(
             label="Compare methods (same image, class and start layer)",
             format="png",
@@ -478,4 +513,19 @@ def image_classification_tab(
         api_name="compare",
         **common,
     )
+    _wire_model_hints(catalog, image, model, class_name, domain_notice, example_sets)
     return handlers
+
+
+def _wire_model_hints(catalog: ModelCatalog, image: Any, model: Any, class_name: Any, domain_notice: Any,
+                      example_sets: Sequence[Any]) -> None:
+    """The texts that follow the chosen model and image: the class box's placeholder, the domain notice."""
+    hints = ModelHints(catalog)
+    model.change(hints.class_hint, inputs=[model], outputs=[class_name], api_visibility="private")
+    notice = dict(fn=hints.domain_notice, inputs=[image, model], outputs=[domain_notice], preprocess=False,
+                  api_visibility="private")
+    image.upload(**notice)
+    image.clear(**notice)
+    model.change(**notice)
+    for examples in example_sets:
+        examples.load_input_event.then(**notice)

@@ -14,9 +14,13 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 __all__ = [
+    "CHECK_FAILED_REASON",
     "EMBEDDED_LABEL",
     "HubModel",
+    "LOAD_FAILED_REASON",
     "ModelCatalog",
+    "NO_HUB_WEIGHTS_REASON",
+    "OFFLINE_REASON",
     "UnknownModelError",
     "hub_models",
     "hub_weights_available",
@@ -27,6 +31,13 @@ logger = logging.getLogger(__name__)
 
 #: Dropdown label of the embedded shapes model.
 EMBEDDED_LABEL = "Shapes ViT (embedded, offline)"
+
+#: What the page says about a hub model it cannot offer; the technical detail goes to the server log only.
+OFFLINE_REASON = ("no model hub reachable (offline) and no cached weights: use the embedded model, or a local "
+                  "checkpoint with `relevance explain --model NAME --checkpoint FILE`")
+NO_HUB_WEIGHTS_REASON = "no downloadable weights for this model"
+CHECK_FAILED_REASON = "the model hub could not be checked (details in the server log)"
+LOAD_FAILED_REASON = "its weights could not be loaded (details in the server log)"
 
 
 @dataclass(frozen=True)
@@ -106,17 +117,22 @@ class ModelCatalog:
 def hub_weights_available(name: str) -> tuple[bool, str]:
     """Whether the hub weights of ``name`` are cached or quickly reachable, with the reason if not.
 
-    Uses ``models.hub.weights_available``; never downloads anything itself.
+    The reason is a sentence for the page (:data:`OFFLINE_REASON`...); the technical one (e.g. a ``URLError``) is
+    logged. Uses ``models.hub.weights_available``; never downloads anything itself.
     """
-    try:
-        from relevance.models.hub import weights_available
-    except ImportError:
-        return False, "no hub availability check is installed (models.hub.weights_available)"
+    from relevance.models.hub import weights_available
+
     try:
         available, reason = weights_available(name)
-    except Exception as error:  # the check must never stop the demo from starting
-        return False, f"availability check failed ({type(error).__name__}: {error})"
-    return bool(available), str(reason)
+    except Exception:  # the check must never stop the demo from starting
+        logger.warning("hub availability check for %s failed", name, exc_info=True)
+        return False, CHECK_FAILED_REASON
+    if available:
+        return True, str(reason)
+    logger.info("hub weights of %s unavailable: %s", name, reason)
+    if str(reason).startswith("timm has no hub weights"):
+        return False, NO_HUB_WEIGHTS_REASON
+    return False, OFFLINE_REASON
 
 
 def load_catalog(
@@ -144,15 +160,15 @@ def load_catalog(
             continue
         try:
             loaded[hub_model.label] = models.load_model(hub_model.name, device=device)
-        except Exception as error:
-            logger.warning("could not load %s: %s", hub_model.name, error)
-            unavailable[hub_model.label] = f"loading failed ({type(error).__name__}: {error})"
+        except Exception:
+            logger.warning("could not load %s", hub_model.name, exc_info=True)
+            unavailable[hub_model.label] = LOAD_FAILED_REASON
     hub_labels = frozenset(loaded)
     try:
         loaded[EMBEDDED_LABEL] = load_embedded(device=device)
-    except (OSError, ValueError) as error:  # missing or damaged assets/shapes_vit
-        logger.warning("could not load the embedded model: %s", error)
-        unavailable[EMBEDDED_LABEL] = f"loading failed ({error})"
+    except (OSError, ValueError):  # missing or damaged assets/shapes_vit
+        logger.warning("could not load the embedded model", exc_info=True)
+        unavailable[EMBEDDED_LABEL] = LOAD_FAILED_REASON
     if not loaded:
         reasons = "; ".join(f"{label}: {reason}" for label, reason in unavailable.items())
         raise RuntimeError(f"no model could be loaded ({reasons})")

@@ -3,13 +3,15 @@ transformers and open_clip). Models are built from :mod:`relevance.layers`; meth
 
 ``create(name)`` and ``list_models()`` (:mod:`relevance.models.registry`) cover embedded models and hub names of
 every family; converters live beside their model (``vit.from_timm``). ``load_model`` is ``create`` with hub
-weights, for the CLI and the demos.
+weights, for the CLI and the demos; ``domain_warning(model, image)`` says when an input lies outside what a model
+knows.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -28,3 +30,21 @@ def load_model(name: str | None = None, *, checkpoint: str | Path | None = None,
     weights (``pretrained=True``). ``None``: the ImageNet ViT-B/16 when its weights are cached or the hub answers
     within seconds, else the embedded shapes model, saying so in one line on stderr."""
     return create(name, pretrained=True, checkpoint=checkpoint, device=device, quiet=quiet, **kwargs)
+
+
+def domain_warning(model: nn.Module, image: Any) -> str | None:
+    """A one-line warning when ``image`` (uint8 RGB (H, W, 3), or a text) lies outside what ``model`` knows, else
+    ``None``.
+
+    A model trained on a narrow domain declares it in its :class:`relevance.adapter.ModelInfo` (``domain`` and an
+    ``in_domain`` check): the embedded shapes model, given a photo, still predicts its classes with confidence,
+    but its predictions and relevance maps mean nothing there. Models of broad domains (ImageNet) get ``None``.
+    """
+    from relevance.adapter import adapter_for
+
+    info = adapter_for(model).info
+    if info.in_domain is None or info.in_domain(image):
+        return None
+    name = f"the embedded model {info.name!r}" if info.name else "this model"
+    return (f"not from {info.domain or 'its training domain'}, the only kind of input {name} knows: its "
+            "predictions and relevance maps mean nothing here")

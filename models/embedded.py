@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "EMBEDDED_NAME",
+    "SHAPES_DOMAIN",
     "EMBEDDED_DIR",
     "CONFIG_FILE",
     "WEIGHTS_FILE",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 EMBEDDED_NAME = "shapes-vit"
+#: ``model.domain`` of the models trained on the shapes world (see :func:`relevance.models.domain_warning`).
+SHAPES_DOMAIN = "the procedural shapes world"
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "shapes_vit"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -82,17 +85,19 @@ def load_embedded(device: str | torch.device = "cpu", directory: str | Path = EM
 
     Its ``data_config`` (squash-resize to 64x64, crop_pct 1.0, mean = std = 0.5) and
     ``class_names`` (``relevance.data.SHAPE_CLASSES``) come from ``config.json``; ``multi_label`` is True
-    (one sigmoid per class: a class is predicted when its logit is positive).
+    (one sigmoid per class: a class is predicted when its logit is positive); ``domain`` is
+    :data:`SHAPES_DOMAIN` (it knows synthetic shapes scenes only: see :func:`relevance.models.domain_warning`).
     """
-    from relevance.models.vit import from_timm
-
     from relevance.adapter import ModelInfo
+    from relevance.models.vit import from_timm
 
     config = load_config(directory)
     model = from_timm(load_timm_embedded(directory, "cpu"))
+    from relevance.data import looks_like_shapes_scene
+
     model.info = ModelInfo(name=EMBEDDED_NAME, output="class_logits", class_names=list(config["class_names"]),
                            multi_label=bool(config.get("multi_label", True)),  # one sigmoid per class
-                           data_config=_data_config(config), domain="the procedural shapes world")
+                           data_config=_data_config(config), domain=SHAPES_DOMAIN, in_domain=looks_like_shapes_scene)
     return model.to(device).eval()
 
 

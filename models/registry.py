@@ -26,6 +26,8 @@ class Family:
     recognizes: Callable[[str], bool]
     create: Callable[..., nn.Module]
     listed: Callable[[], list[str]]
+    description: str = ""
+    suggestions: Callable[[str], list[str]] = lambda name: []
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,11 @@ def create(name: str | None = None, *, pretrained: bool = True, checkpoint: str 
             model = family.create(name, pretrained=pretrained, checkpoint=checkpoint, **kwargs)
             return model.to(device).eval()
     known = list_models()
-    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UnknownModelError(f"unknown model {name!r}{hint} Known: {', '.join(known)} (and any timm ViT/DeiT name)")
+    candidates = known + [n for family in _FAMILIES.values() for n in family.suggestions(name)]
+    close = list(dict.fromkeys(difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)))
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    raise UnknownModelError(f"unknown model {name!r}; valid models: {', '.join(known)}, or another name of a "
+                            f"family ({', '.join(f.description for f in _FAMILIES.values())}){hint}")
 
 
 def _default_name(modality: str, quiet: bool) -> str:

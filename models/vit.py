@@ -512,17 +512,23 @@ def describe(model: VisionTransformer) -> dict:
 def _register() -> None:
     from relevance.models.registry import Family, register_default, register_family
 
-    def recognizes(name: str) -> bool:
+    def recognizes(name: str) -> bool:  # any timm name: from_timm refuses, naming the part, what is no ViT
         import timm
 
-        return timm.is_model(name) and name.split(".")[0].startswith(("vit_", "deit_", "deit3_"))
+        return timm.is_model(name)
 
     def listed() -> list[str]:
         from relevance.models import HUB_MODELS
 
         return list(HUB_MODELS.values())
 
-    register_family(Family("vit", recognizes, create, listed))
+    def suggestions(name: str) -> list[str]:
+        import timm
+
+        return timm.list_models("*vit*") + timm.list_models("deit*")
+
+    register_family(Family("vit", recognizes, create, listed, description="any timm ViT/DeiT name",
+                           suggestions=suggestions))
     from relevance.models import DEFAULT_HUB_MODEL
 
     register_default("image", DEFAULT_HUB_MODEL, "shapes-vit")

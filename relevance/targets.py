@@ -57,8 +57,9 @@ class Target:
 
 @dataclass(frozen=True)
 class ClassTarget(Target):
-    """One class per sample of (B, C) logits: ``None`` (each sample's argmax), an int for all samples, or one per
-    sample (list, tuple, array or tensor)."""
+    """One class per sample of (B, C) logits: ``None`` (each sample's argmax), an int or a class name for all
+    samples, or one per sample (list, tuple, array or tensor). Names are matched by
+    :func:`relevance.labels.resolve_class` (index, name or synonym, any case; ambiguity is an error)."""
 
     requested: Any = None
     resolved: Tensor | None = None
@@ -68,6 +69,12 @@ class ClassTarget(Target):
             raise ValueError(f"a class target needs (B, C) logits; this model's output is {tuple(output.shape)}")
         batch, num_classes = output.shape
         requested = self.requested
+        if isinstance(requested, str) or (isinstance(requested, (list, tuple))
+                                          and any(isinstance(r, str) for r in requested)):
+            from relevance.labels import resolve_class
+
+            names = [requested] * batch if isinstance(requested, str) else list(requested)
+            requested = [resolve_class(name, class_names, num_classes) for name in names]
         if requested is None:
             classes = output.detach().argmax(dim=-1)
         elif isinstance(requested, (int, np.integer)) and not isinstance(requested, bool):

@@ -30,13 +30,19 @@ import relevance.models as models  # noqa: E402
 import relevance  # noqa: E402
 from demos import app as demo_app  # noqa: E402
 from demos import app_engine  # noqa: E402
-from demos.app_common import OverlayFiles, match_class_name  # noqa: E402
-from demos.app_image import METHOD_CAPTIONS, METHOD_LABELS, ImageClassificationHandlers, method_caption  # noqa: E402
-from demos.app_models import EMBEDDED_LABEL, HubModel, ModelCatalog, load_catalog  # noqa: E402
+from demos import app_models  # noqa: E402
+from demos.app_common import OverlayFiles, class_name_placeholder, match_class_name  # noqa: E402
+from demos.app_image import (METHOD_CAPTIONS, METHOD_LABELS, ImageClassificationHandlers, ModelHints,  # noqa: E402
+                             method_caption)
+from demos.app_models import EMBEDDED_LABEL, OFFLINE_REASON, HubModel, ModelCatalog, load_catalog  # noqa: E402
+from relevance.labels import resolve_class  # noqa: E402
+from relevance.models.embedded import load_embedded  # noqa: E402
 from demos.app_testing import free_port, serving, tiny_vit  # noqa: E402
 from relevance.render import COLORMAPS, DIVERGING_COLORMAPS, colorbar, overlay as draw_overlay  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "assets" / "samples"
+SHAPES_EXAMPLE = sorted((REPO / "assets" / "examples").glob("*.png"))[0]
 pytestmark = [  # gradio's queue uses pandas options that pandas 3 deprecates; not ours to fix
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
@@ -241,16 +247,76 @@ def test_unknown_class_name_suggests_close_names(demo_handlers, images):
 
 
 def test_match_class_name_handles_synonyms_duplicates_and_indices():
+    """The command line's rule (relevance.labels; tests/test_labels.py proves both agree), as sentences."""
     names = ["tench, Tinca tinca", "tabby, tabby cat", "crane", "crane", "maillot"]
     assert match_class_name(names, "Tabby Cat") == 1
     assert match_class_name(names, "tinca  tinca") == 0
     assert match_class_name(names, "tabby, tabby cat") == 1
-    assert match_class_name(names, "crane") == 2
     assert match_class_name(names, "4") == 4
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"^'crane' is ambiguous: it names classes 2 \(crane\), 3 \(crane\); "
+                                         r"give the index\.$"):
+        match_class_name(names, "crane")  # duplicates are an error naming both, never a silent pick
+    with pytest.raises(ValueError, match=r"^Class index 5 is out of range: the model has classes 0\.\.4\.$"):
         match_class_name(names, "5")
-    with pytest.raises(ValueError, match="Did you mean: 'tabby, tabby cat'"):
+    with pytest.raises(ValueError, match=r"^Unknown class 'taby cat'; close matches: 'tabby cat' \(1\)\.$"):
         match_class_name(names, "taby cat")
+
+
+def test_the_class_placeholder_comes_from_the_models_own_classes(images, tmp_path):
+    shapes = load_embedded()
+    assert class_name_placeholder(shapes.class_names) == "e.g. cross or 4"
+    fruit = ["apple", "banana", "cherry", "date", "elderberry"]
+    assert class_name_placeholder(fruit) == "e.g. cherry or 3"
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    imagenet = [info.index_to_description(i) for i in range(1000)]
+    placeholder = class_name_placeholder(imagenet)
+    name, index = placeholder.removeprefix("e.g. ").rsplit(" or ", 1)
+    assert resolve_class(name, imagenet) == 500 and 0 <= int(index) < 1000  # both parts work as typed
+    assert class_name_placeholder(["crane", "crane"]) == "e.g. 1"  # no unambiguous name: an index only
+    hints = ModelHints(ModelCatalog.from_models({"shapes": shapes, "fruit": tiny_vit(depth=2)}))
+    assert hints.class_hint("fruit")["placeholder"] == "e.g. cherry or 3"
+    assert hints.class_hint("shapes")["placeholder"] == "e.g. cross or 4"
+    assert "tabby" not in hints.class_hint("shapes")["placeholder"]
+
+
+def test_photos_given_to_the_shapes_model_get_a_visible_domain_notice(images):
+    shapes = load_embedded()
+    hints = ModelHints(ModelCatalog.from_models({"shapes": shapes, TINY: tiny_vit(depth=2)}))
+    for photo in sorted(SAMPLES.glob("*.jpg")):
+        notice = hints.domain_notice({"path": str(photo), "orig_name": photo.name}, "shapes")
+        assert notice.startswith("⚠️ **Outside the model's domain:** Not from the procedural shapes world")
+        assert "mean nothing" in notice
+    assert hints.domain_notice(str(SHAPES_EXAMPLE), "shapes") == ""  # a scene: no notice
+    assert hints.domain_notice(str(SAMPLES / "chelsea.jpg"), TINY) == ""  # not a shapes model: no notice
+    assert hints.domain_notice(None, "shapes") == ""  # nothing uploaded yet
+    assert hints.domain_notice(str(images["bad"]), "shapes") == ""  # the other handlers report a bad file
+    assert hints.domain_notice(str(SAMPLES / "chelsea.jpg"), "no such model") == ""
+
+
+def test_an_unreachable_hub_is_a_sentence_on_the_page_and_details_in_the_log(monkeypatch, caplog):
+    import logging
+
+    import relevance.models.hub as hub
+
+    detail = "URLError: <urlopen error [Errno -3] Temporary failure in name resolution>"
+    monkeypatch.setattr(hub, "weights_available", lambda name: (False, f"no model hub reachable ({detail})"))
+    with caplog.at_level(logging.INFO, logger=app_models.logger.name):
+        available, reason = app_models.hub_weights_available("vit_base_patch16_224")
+    assert not available and reason == OFFLINE_REASON
+    assert reason.startswith("no model hub reachable (offline)") and "embedded model" in reason
+    assert "URLError" not in reason and "Errno" not in reason
+    assert detail in caplog.text  # the technical reason is kept for the server's operator
+
+    def broken(name):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(hub, "weights_available", broken)
+    available, reason = app_models.hub_weights_available("vit_base_patch16_224")
+    assert not available and reason == app_models.CHECK_FAILED_REASON and "secret" not in reason
+    monkeypatch.setattr(hub, "weights_available", lambda name: (True, "cached locally"))
+    assert app_models.hub_weights_available("vit_base_patch16_224") == (True, "cached locally")
 
 
 def test_compare_shows_every_method_for_the_same_class(demo_handlers, tiny_model, images):
@@ -404,15 +470,56 @@ def test_hub_models_are_loaded_when_available(monkeypatch, tiny_model):
     assert catalog.unavailable == {"Hub B": "nope"} and not catalog.offline
 
 
-def test_cli_defaults_bind_localhost():
+def _accepts_connections(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _serve_once(monkeypatch, tiny_model, argv: list[str]) -> dict:
+    """Run ``relevance demo ARGV`` with a tiny catalog until the server is up; what the running server showed."""
+    import argparse
+
+    seen: dict = {}
+
+    def tiny_catalog(device="cpu", **kwargs):
+        seen["device"] = device
+        return ModelCatalog.from_models({TINY: tiny_model})
+
+    def stop_when_up(app):
+        port = app.server_port
+        seen.update(host=app.server_name, port=port, share=app.share,
+                    on_127_0_0_1=_accepts_connections("127.0.0.1", port),
+                    on_127_0_0_2=_accepts_connections("127.0.0.2", port))  # loopback too, but another address
+        raise KeyboardInterrupt  # Ctrl+C
+
+    monkeypatch.setattr(demo_app, "load_catalog", tiny_catalog)
+    monkeypatch.setattr(gr.Blocks, "block_thread", stop_when_up)
+    parser = argparse.ArgumentParser()
+    demo_app.add_arguments(parser)
+    assert demo_app.run(parser.parse_args(argv)) == 0
+    return seen
+
+
+def test_the_demo_serves_this_machine_only_unless_told_otherwise(monkeypatch, tiny_model):
     import argparse
 
     parser = argparse.ArgumentParser()
     demo_app.add_arguments(parser)
     args = parser.parse_args([])
     assert (args.host, args.port, args.share, args.device) == ("127.0.0.1", 7860, False, "cpu")
-    args = parser.parse_args(["--host", "0.0.0.0", "--port", "8000", "--share", "--device", "cuda"])
-    assert (args.host, args.port, args.share, args.device) == ("0.0.0.0", 8000, True, "cuda")
+    port = free_port()
+    seen = _serve_once(monkeypatch, tiny_model, ["--port", str(port)])
+    assert seen == {"device": "cpu", "host": "127.0.0.1", "port": port, "share": False,
+                    "on_127_0_0_1": True, "on_127_0_0_2": False}  # bound to 127.0.0.1, not to every address
+    port = free_port()
+    seen = _serve_once(monkeypatch, tiny_model, ["--host", "127.0.0.2", "--port", str(port), "--device", "cpu:0"])
+    assert seen == {"device": "cpu:0", "host": "127.0.0.2", "port": port, "share": False,
+                    "on_127_0_0_1": False, "on_127_0_0_2": True}
 
 
 def test_demo_command_starts_offline_within_seconds(tmp_path):

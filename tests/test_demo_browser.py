@@ -255,3 +255,33 @@ def test_a_bad_file_shows_a_clear_message_not_a_traceback(demo_page, demo_images
     body = page.locator("body").inner_text()
     assert "Traceback" not in body and 'File "' not in body
     assert "/tmp/" not in body, "server paths must not be shown"
+
+
+def test_the_shapes_model_warns_about_a_photo_and_the_class_hint_follows_the_model(demo_page, demo_model):
+    """A photo given to the embedded shapes model: a visible notice next to the result; the class box suggests
+    the selected model's own class names. (A second app, in a new tab of the same browser.)"""
+    from playwright.sync_api import expect
+
+    from relevance.models.embedded import load_embedded
+
+    shapes_label = "Shapes (test)"
+    app = build_app({shapes_label: load_embedded(), TINY: demo_model}, shapes_examples=[], photo_examples=[])
+    with serving(app) as url:
+        page = demo_page.context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        notice = page.locator("#domain-notice")
+        class_box = page.locator("#class-name textarea, #class-name input").first
+        expect(class_box).to_have_attribute("placeholder", "e.g. cross or 4")
+        page.locator("#image-input input[type=file]").set_input_files(str(REPO / "assets" / "samples" / "chelsea.jpg"))
+        expect(page.locator("#status")).to_contain_text("Top prediction")
+        expect(notice).to_contain_text("Outside the model's domain")
+        expect(notice).to_be_visible()
+        choose(page, "model-select", TINY)  # a model of no particular domain: the notice goes
+        expect(class_box).to_have_attribute("placeholder", "e.g. cherry or 3")
+        expect(notice).not_to_contain_text("Outside the model's domain")
+        choose(page, "model-select", shapes_label)
+        expect(notice).to_contain_text("Outside the model's domain")
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLE))  # a scene: no notice
+        expect(notice).not_to_contain_text("Outside the model's domain")
+        page.close()

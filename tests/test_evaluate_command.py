@@ -20,9 +20,27 @@ def model():
     return load_embedded()
 
 
+def test_samples_is_the_same_option_as_scenes():
+    import argparse
+
+    from relevance.cli import evaluate
+
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    assert parser.parse_args(["--samples", "7"]).scenes == parser.parse_args(["--scenes", "7"]).scenes == 7
+    assert parser.parse_args([]).scenes == 200
+
+
+def _table_cell(row: str, header: str, column: str) -> str:
+    """The text of ``column`` in a Markdown table ``row`` (bold marks removed)."""
+    titles = [cell.strip() for cell in header.strip("|").split("|")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    return cells[titles.index(column)].replace("**", "")
+
+
 def test_evaluate_end_to_end(tmp_path, capsys):
     out = tmp_path / "eval"
-    rc = main(["evaluate", "--scenes", "3", "--seed", "10000000", "--out", str(out), "--figure-rows", "2"])
+    rc = main(["evaluate", "--samples", "3", "--seed", "10000000", "--out", str(out), "--figure-rows", "2"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "evaluate" in captured.err  # the progress bar
@@ -32,12 +50,29 @@ def test_evaluate_end_to_end(tmp_path, capsys):
     assert "Pointing game" in lines[0] and "Pos. AUC" in lines[0] and "mIoU" in lines[0]
     assert (out / "results.md").read_text().count("| transformer_attribution") >= 1
     data = json.loads((out / "results.json").read_text())
-    assert data["scenes"] == 3 and set(data["methods"]) == set(names)
-    for method in data["methods"].values():
-        auc = method["metrics"]["auc_negative"]["mean"]
-        assert 0.0 <= auc <= 90.0
-        assert 0.0 <= method["metrics"]["mass"]["mean"] <= 100.0
-        assert len(method["curves"]["positive"]) == 10
+    assert data["scenes"] == 3 and data["seed"] == 10_000_000 and set(data["methods"]) == set(names)
+    rows = dict(zip(names, lines[1:]))
+    for name, method in data["methods"].items():
+        metrics, curves = method["metrics"], method["curves"]
+        assert len(curves["positive"]) == len(curves["negative"]) == 10
+        # each curve starts at the unperturbed accuracy, and each AUC is 100 x trapz of its own curve (percent)
+        assert curves["positive"][0] == curves["negative"][0] == pytest.approx(data["unperturbed_accuracy"])
+        assert metrics["auc_positive"]["mean"] == pytest.approx(relevance.evaluation.perturbation_auc(
+            curves["positive"]))
+        assert metrics["auc_negative"]["mean"] == pytest.approx(relevance.evaluation.perturbation_auc(
+            curves["negative"]))
+        # the printed table shows the values of results.json, in the right columns
+        for key, column in [("mass", "Mass in object ↑"), ("auc_positive", "Pos. AUC ↓"),
+                            ("auc_negative", "Neg. AUC ↑"), ("pointing", "Pointing game ↑")]:
+            assert _table_cell(rows[name], lines[0], column).startswith(f"{metrics[key]['mean']:.1f}"), (name, key)
+    # The trained model's class-specific maps beat random maps: removing their most relevant pixels first
+    # (positive test) loses the class much sooner than removing their least relevant ones (negative test),
+    # and more of their relevance lies on the explained object.
+    methods = data["methods"]
+    for name in ("transformer_attribution", "gradient_rollout"):
+        metrics = methods[name]["metrics"]
+        assert metrics["auc_negative"]["mean"] > metrics["auc_positive"]["mean"] + 40, name
+        assert metrics["mass"]["mean"] > 3 * methods["random"]["metrics"]["mass"]["mean"], name
     with Image.open(out / "figure.png") as figure:
         assert figure.width > 8 * 128 and figure.height >= 2 * 128  # 2 rows x (input + 8 columns)
         assert figure.mode == "P"  # palette PNG

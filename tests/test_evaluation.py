@@ -281,19 +281,48 @@ def test_imagenet_val_reader(tmp_path):
 
 
 def test_perturbation_test_on_imagenet_fixture(tmp_path):
+    """The whole §5.3 test against the protocol written out by hand, on a classifier whose answer depends on
+    which pixels go first: "bright" while the mean brightness stays above a quarter."""
     root, _ = _jpeg_folder(tmp_path)
+    threshold = -0.5  # a mean of 0.25 in [0, 1], normalised with mean = std = 0.5
 
-    def classify(x):  # class 0 for bright images, 1 for dark ones
+    def classify(x):  # class 0 ("bright") for images brighter than the threshold, class 1 for darker ones
         b = x.mean((1, 2, 3))
-        return torch.stack([b, -b], 1)
+        return torch.stack([b - threshold, threshold - b], 1)
+
+    def still_bright(logits, labels):  # the explained class (bright) is still predicted, whatever the folder
+        return logits.argmax(-1) == 0
 
     explain = lambda x, c: x.mean(1)  # noqa: E731  brightest pixels are "most relevant"
     norm = make_normalize((0.5,) * 3, (0.5,) * 3)
-    pos = perturbation_test(classify, explain, imagenet_val_batches(root, 3, 16), normalize=norm, positive=True)
-    neg = perturbation_test(classify, explain, imagenet_val_batches(root, 3, 16), normalize=norm, positive=False)
-    assert pos.images == neg.images == 4
-    assert pos.accuracies[0] == neg.accuracies[0]
-    assert pos.auc <= neg.auc
+    results = {
+        positive: perturbation_test(classify, explain, imagenet_val_batches(root, 3, 16), normalize=norm,
+                                    positive=positive, correct=still_bright)
+        for positive in (True, False)
+    }
+
+    images01 = torch.cat([x for x, _ in imagenet_val_batches(root, 3, 16)]).double().numpy()  # (4, 3, 16, 16)
+    for positive, result in results.items():
+        expected = []
+        for fraction in STEPS:
+            hits = []
+            for image in images01:
+                brightness = image.mean(0).ravel()
+                count = int(math.floor(brightness.size * fraction + 1e-9))
+                removed = np.argsort(-brightness if positive else brightness, kind="stable")[:count]
+                perturbed = image.reshape(3, -1).copy()
+                perturbed[:, removed] = 0.0  # set to 0 in [0, 1], before normalisation
+                hits.append((perturbed.mean() - 0.5) / 0.5 > threshold)
+            expected.append(float(np.mean(hits)))
+        assert result.images == 4
+        assert result.accuracies == pytest.approx(expected, abs=1e-6), positive
+        trapezoids = [(a + b) / 2 * (x1 - x0) for a, b, x0, x1 in zip(expected, expected[1:], STEPS, STEPS[1:])]
+        assert result.auc == pytest.approx(100 * sum(trapezoids), abs=1e-6)
+    pos, neg = results[True], results[False]
+    assert pos.accuracies[0] == neg.accuracies[0] == 1.0  # every image starts bright
+    assert pos.accuracies[-1] == neg.accuracies[-1] == 0.0  # with 90% of its pixels black, none is
+    # removing the brightest pixels first leaves every image darker than removing the darkest first
+    assert all(p <= n for p, n in zip(pos.accuracies, neg.accuracies)) and pos.auc < neg.auc
 
 
 def _write_gtsegs(path, images, masks):

@@ -217,3 +217,17 @@ def test_callable_targets_explain_any_score_of_the_output(models64):
     assert not torch.allclose(margin.relevance, by_class.relevance)
     with pytest.raises(ValueError, match="one score per sample"):
         relevance.explain(model, x, method="gradient_rollout", target=lambda logits: logits.sum())
+
+
+def test_class_names_are_targets_too():
+    from relevance.models.embedded import load_embedded
+
+    model = load_embedded().double()
+    x = images(2, size=(64, 64))
+    by_name = relevance.explain(model, x, method="gradient_rollout", target=["star", "ring"])
+    by_index = relevance.explain(model, x, method="gradient_rollout",
+                                 target=[model.class_names.index("star"), model.class_names.index("ring")])
+    torch.testing.assert_close(by_name.relevance, by_index.relevance, rtol=0, atol=0)
+    assert [by_name.class_name(i) for i in range(2)] == ["star", "ring"]
+    with pytest.raises(ValueError, match="starr"):
+        relevance.explain(model, x, method="gradient_rollout", target="starr")

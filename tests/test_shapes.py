@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.ndimage import binary_erosion
 
-from relevance.data import COLOURS, SHAPE_CLASSES, ObjectSpec, ShapesDataset, draw_objects, multi_hot, render_scene
+from relevance.data import (COLOURS, SHAPE_CLASSES, ObjectSpec, ShapesDataset, draw_objects, looks_like_shapes_scene,
+                            multi_hot, render_scene)
 from relevance.data.shapes import caption_for
+from relevance.images import load_image
+from relevance.models.embedded import load_config
 
 SEEDS = range(40)
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 def test_classes_and_colours():
-    assert len(SHAPE_CLASSES) >= 6 and len(set(SHAPE_CLASSES)) == len(SHAPE_CLASSES)
-    assert {"circle", "square", "triangle", "cross", "star", "ring"} <= set(SHAPE_CLASSES)
-    assert len(COLOURS) >= 3
+    # The class ids are the shipped model's outputs: same names, same order as it was trained with.
+    assert SHAPE_CLASSES == ("circle", "square", "triangle", "cross", "star", "ring")
+    assert list(SHAPE_CLASSES) == load_config()["class_names"]
+    # Eight named colours, saturated so that objects stand out from the greyish backgrounds ...
+    assert len(COLOURS) == 8 and len(set(COLOURS.values())) == 8
+    for name, rgb in COLOURS.items():
+        assert all(isinstance(v, int) and 0 <= v <= 255 for v in rgb), name
+        assert max(rgb) - min(rgb) >= 150, f"{name} {rgb} is not saturated enough"
+    # ... and far enough apart that the nearest named colour of an object's pixels is its own colour.
+    for (a, rgb_a), (b, rgb_b) in itertools.combinations(COLOURS.items(), 2):
+        assert np.linalg.norm(np.subtract(rgb_a, rgb_b)) >= 80, f"{a} and {b} are too close"
 
 
 def test_same_seed_same_bytes_and_different_seeds_differ():
@@ -147,3 +163,41 @@ def test_dataset_items():
         ds.scene(5)
     with pytest.raises(ValueError):
         ShapesDataset(0)
+
+
+# --------------------------------------------------------------------------- domain check
+
+
+def _jpeg(image: np.ndarray, quality: int = 85) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def test_rendered_scenes_look_like_shapes_scenes():
+    for seed in range(300):
+        assert looks_like_shapes_scene(render_scene(10_000_000 + seed).image), f"seed {10_000_000 + seed}"
+    for seed in range(40):  # other sizes, the flat background, JPEG copies
+        assert looks_like_shapes_scene(render_scene(seed, 32).image), seed
+        assert looks_like_shapes_scene(render_scene(seed, 224).image), seed
+        assert looks_like_shapes_scene(render_scene(seed, background="flat").image), seed
+        assert looks_like_shapes_scene(_jpeg(render_scene(seed).image, quality=75)), seed
+    for example in sorted((ASSETS / "examples").glob("*.png")):  # the demo's examples, as files
+        assert looks_like_shapes_scene(load_image(example)), example.name
+
+
+def test_photos_and_other_images_do_not():
+    photos = sorted((ASSETS / "samples").glob("*.jpg"))
+    assert len(photos) == 4
+    for photo in photos:
+        image = load_image(photo)
+        assert not looks_like_shapes_scene(image), photo.name
+        assert not looks_like_shapes_scene(image[: image.shape[0] // 2, : image.shape[1] // 2]), photo.name
+    rng = np.random.default_rng(0)
+    assert not looks_like_shapes_scene(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))  # noise
+    assert not looks_like_shapes_scene(np.full((40, 70, 3), 128, np.uint8))  # blank grey: no object
+    assert not looks_like_shapes_scene(np.full((64, 64, 3), 200, np.uint8))  # a blank light image
+    everything_red = np.zeros((64, 64, 3), np.uint8) + np.array(COLOURS["red"], np.uint8)
+    assert not looks_like_shapes_scene(everything_red)  # a named colour but no greyish background
+    with pytest.raises(ValueError):
+        looks_like_shapes_scene(np.zeros((8, 8), np.uint8))

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="shapes-vit",
                         help="'shapes-vit' (the embedded model, default) or a folder with config.json and "
                              "model.safetensors written by demos/train_shapes.py")
-    parser.add_argument("--scenes", type=int, default=200, help="number of held-out scenes (default 200)")
+    parser.add_argument("--scenes", "--samples", dest="scenes", type=int, default=200, metavar="N",
+                        help="number of held-out scenes (default 200); --samples N is the same (the name the "
+                             "text evaluations will share)")
     parser.add_argument("--seed", type=int, default=10_000_000,
                         help="first held-out scene seed (default 10000000, far from the training seeds)")
     parser.add_argument("--methods", default=None,
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from relevance.data import SHAPE_CLASSES
 
     if args.scenes < 1 or args.batch_size < 1:
-        print("relevance evaluate: error: --scenes and --batch-size must be positive", file=sys.stderr)
+        print("relevance evaluate: error: --scenes (--samples) and --batch-size must be positive", file=sys.stderr)
         return 2
     if args.seed < 0:
         print("relevance evaluate: error: --seed must be non-negative", file=sys.stderr)

@@ -2,8 +2,11 @@
 
 Files are named ``OUT/<image-stem>__<rank>_<class-slug>__<method>.png`` where ``rank`` is the class's
 position in the model's prediction (1 = top class). The overlay is drawn on the original image at its
-own resolution. Unreadable files are reported on stderr (``error: <path>: <reason>``) and skipped;
-the exit status is 1 when any input failed, 2 for usage errors (unknown method, model, class...).
+own resolution, with a small label band naming the class and the method (``--no-label``: none).
+``--top-k K`` explains the K classes of every image in one batched call. Unreadable files are reported
+on stderr (``error: <path>: <reason>``) and skipped; images outside the model's domain (a photo given
+to the shapes model) are counted in one ``warning:`` line. The exit status is 1 when any input failed,
+2 for usage errors (unknown method, model, class...).
 """
 
 from __future__ import annotations
@@ -12,12 +15,19 @@ import argparse
 import difflib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from relevance.explain import Explanation
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_OUT = "relevance_out"
+DEFAULT_METHOD = "transformer_attribution"
 
 
 class UsageError(Exception):
@@ -48,9 +58,32 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def methods_help() -> str:
+    """The methods of :func:`relevance.list_methods`, one line each, for ``relevance explain --help``."""
+    import relevance
+
+    aliases: dict[str, list[str]] = {}
+    for alias, name in relevance.ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    width = max(len(name) for name in relevance.list_methods())
+    lines = ["methods (--method NAME):"]
+    for name in relevance.list_methods():
+        method = relevance.METHODS[name]
+        notes = [method.title + (" (the default)" if name == DEFAULT_METHOD else "")]
+        if not method.class_specific:
+            notes.append("same map for every class")
+        if name in aliases:
+            notes.append("alias " + ", ".join(aliases[name]))
+        lines.append(f"  {name:<{width}}  {'; '.join(notes)}")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``explain`` options on ``parser``."""
+    """Register the ``explain`` options on ``parser`` (and list the methods in its help)."""
     from relevance.render import COLORMAPS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keeps the methods one per line
+    parser.epilog = methods_help()
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders (searched recursively)")
     parser.add_argument("--model", default=None,
@@ -58,13 +91,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cached or downloadable, else shapes-vit)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="local weights (.safetensors, or .pth loaded with weights_only=True) for --model")
-    parser.add_argument("--method", default="transformer_attribution",
-                        help="explanation method (default: transformer_attribution); see relevance.list_methods()")
+    parser.add_argument("--method", default=DEFAULT_METHOD,
+                        help=f"explanation method (default: {DEFAULT_METHOD}); the methods are listed below")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--target", default=None, metavar="CLASS",
-                       help="explain this class (index or name) instead of the prediction")
+                       help="explain this class instead of the prediction: an index, a name or one of its "
+                            "comma-separated synonyms, in any case (an ambiguous name is an error)")
     which.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
-                       help="explain each of the K top predicted classes (default: 1)")
+                       help="explain each of the K top predicted classes (default: 1), in one call per batch of "
+                            "B images (B x K samples: lower --batch-size if memory runs short)")
     parser.add_argument("--start-layer", type=_non_negative_int, default=0, metavar="N",
                         help="first block of the rollout product (default 0; the paper's benchmarks use 1)")
     parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="images per batch (default 8)")
@@ -73,6 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colormap", default="jet", choices=list(COLORMAPS), help="colour map (default jet)")
     parser.add_argument("--alpha", type=_unit_float, default=0.5, metavar="A",
                         help="opacity of the colour map over the photo, 0..1 (default 0.5)")
+    parser.add_argument("--no-label", dest="label", action="store_false",
+                        help="leave out the label band (class and method) at the top of each overlay")
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -128,31 +165,14 @@ def slugify(text: str, max_length: int = 40) -> str:
 
 
 def resolve_target(text: str, class_names: Sequence[str] | None, num_classes: int) -> int:
-    """A class index from ``--target``: an index, a full class name or one of its comma-separated
-    synonyms (ImageNet style), case-insensitively. Raises UsageError with close matches otherwise."""
-    text = text.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        index = int(text)
-        if not 0 <= index < num_classes:
-            raise UsageError(f"--target {index} is out of range: the model has classes 0..{num_classes - 1}")
-        return index
-    if not class_names:
-        raise UsageError(f"the model has no class names: give --target as an index 0..{num_classes - 1}")
-    lookup: dict[str, set[int]] = {}
-    for index, name in enumerate(class_names):
-        keys = {name.lower().strip()} | {part.lower().strip() for part in name.split(",")}
-        for key in keys:
-            if key:
-                lookup.setdefault(key, set()).add(index)
-    matches = lookup.get(text.lower())
-    if matches and len(matches) == 1:
-        return next(iter(matches))
-    if matches:
-        listed = ", ".join(f"{i} ({class_names[i]})" for i in sorted(matches))
-        raise UsageError(f"--target {text!r} is ambiguous: it names classes {listed}; give the index")
-    close = difflib.get_close_matches(text.lower(), list(lookup), n=5, cutoff=0.6)
-    hint = ("; close matches: " + ", ".join(repr(c) for c in close)) if close else ""
-    raise UsageError(f"unknown class {text!r}{hint}")
+    """A class index from ``--target`` by the shared rule of :func:`relevance.labels.resolve_class` (the demo's
+    too): an index, a class name or one of its synonyms. Raises UsageError with the matcher's message otherwise."""
+    from relevance.labels import ClassSpecError, resolve_class
+
+    try:
+        return resolve_class(text, class_names, num_classes)
+    except ClassSpecError as error:
+        raise UsageError(f"--target: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -165,6 +185,7 @@ class _Setup:
     class_names: list[str] | None
     num_classes: int
     target: int | None
+    start_layer: int
 
 
 def _check_device(device: str) -> str:
@@ -194,19 +215,12 @@ def _check_method(name: str) -> str:
 def _load_model(args: argparse.Namespace):
     import relevance.models as models
 
-    if args.model is not None and args.model != "shapes-vit":
-        import timm
-
-        if not timm.is_model(args.model):
-            suggestions = difflib.get_close_matches(args.model, timm.list_models("*vit*") + timm.list_models("deit*"),
-                                                    n=5, cutoff=0.6)
-            hint = f"; close timm names: {', '.join(suggestions)}" if suggestions else ""
-            raise UsageError(f"unknown model {args.model!r}; valid models: shapes-vit, "
-                             f"{', '.join(models.HUB_MODELS.values())}, or another timm ViT/DeiT name{hint}")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UsageError(f"checkpoint not found: {args.checkpoint}")
     try:
         return models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
+    except models.UnknownModelError as error:
+        raise UsageError(str(error)) from None
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         raise UsageError(f"cannot load model {args.model or '(default)'}: {error}") from None
 
@@ -223,7 +237,16 @@ def _setup(args: argparse.Namespace) -> _Setup:
     if args.top_k is not None and args.top_k > num_classes:
         raise UsageError(f"--top-k {args.top_k} exceeds the model's {num_classes} classes")
     target = resolve_target(args.target, class_names, num_classes) if args.target is not None else None
-    return _Setup(model=model, method=method, class_names=class_names, num_classes=num_classes, target=target)
+    return _Setup(model=model, method=method, class_names=class_names, num_classes=num_classes, target=target,
+                  start_layer=args.start_layer)
+
+
+# ---------------------------------------------------------------------------------------- labels
+
+
+def overlay_label(class_name: str, rank: int, probability: float, method: str) -> str:
+    """The text of an overlay's label band: ``"2. tabby, tabby cat 12.5% | transformer_attribution"``."""
+    return f"{rank}. {class_name} {probability:.1%} | {method}"
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -252,22 +275,58 @@ class _Reporter:
         self.bar.close()
 
 
+@dataclass
+class _Run:
+    """What the batches of one ``relevance explain`` run share."""
+
+    setup: _Setup
+    args: argparse.Namespace
+    reporter: _Reporter
+    out_dir: Path
+    used_stems: dict[str, int]
+    explained_images: int = 0
+    outside_domain: list[tuple[Path, str]] = field(default_factory=list)  # (image, the model's domain warning)
+
+
 def _unique_stem(path: Path, used: dict[str, int]) -> str:
     stem = path.stem
     used[stem] = used.get(stem, 0) + 1
     return stem if used[stem] == 1 else f"{stem}-{used[stem]}"
 
 
-def _explain_batch(setup: _Setup, args: argparse.Namespace, paths: Sequence[Path], reporter: _Reporter,
-                   used_stems: dict[str, int], out_dir: Path) -> int:
+def _classes_to_explain(setup: _Setup, pixels: torch.Tensor,
+                        top_k: int) -> tuple[torch.Tensor, torch.Tensor, Explanation]:
+    """(logits (B, C), classes (B, K), explanation) of one batch: the K top classes of each image (or the
+    ``--target`` class) explained by ONE ``relevance.explain`` call, the images repeated K times in a row.
+    Sample ``i * K + r`` of the explanation is image ``i``'s rank-``r`` class."""
+    import torch
+
+    import relevance
+
+    if top_k == 1:
+        explanation = relevance.explain(setup.model, pixels, method=setup.method, target=setup.target,
+                                        start_layer=setup.start_layer)
+        return explanation.logits.float(), explanation.target.cpu().view(-1, 1), explanation
+    device = next(setup.model.parameters()).device
+    with torch.no_grad():
+        logits = setup.model(pixels.to(device)).float()
+    classes = logits.argsort(dim=-1, descending=True)[:, :top_k].cpu()
+    explanation = relevance.explain(setup.model, pixels.repeat_interleave(top_k, dim=0), method=setup.method,
+                                    target=classes.reshape(-1), start_layer=setup.start_layer)
+    return logits, classes, explanation
+
+
+def _explain_batch(run: _Run, paths: Sequence[Path]) -> int:
     """Explain one batch; returns the number of overlays written."""
     import numpy as np
     from PIL import Image
 
     import relevance
     from relevance.images import ImageError, load_image, prepare
-    from relevance.render import overlay
+    from relevance.models import domain_warning
+    from relevance.render import annotate, overlay
 
+    setup, args, reporter = run.setup, run.args, run.reporter
     loaded: list[tuple[Path, np.ndarray]] = []
     for path in paths:
         try:
@@ -279,36 +338,36 @@ def _explain_batch(setup: _Setup, args: argparse.Namespace, paths: Sequence[Path
     if not loaded:
         return 0
     batch = prepare([rgb for _, rgb in loaded], setup.model.data_config)
+    top_k = args.top_k or 1
     try:
-        first = relevance.explain(setup.model, batch.pixels, method=setup.method, target=setup.target,
-                                  start_layer=args.start_layer)
+        logits, classes, explanation = _classes_to_explain(setup, batch.pixels, top_k)
     except (RuntimeError, ValueError, TypeError) as error:
         for path, _ in loaded:
             reporter.error(path, f"explanation failed ({error})")
         return 0
-    logits = first.logits.float()
-    probabilities = first.probabilities.float().cpu()  # sigmoid for multi-label models
+    run.explained_images += len(loaded)
+    probabilities = relevance.class_probabilities(logits, explanation.multi_label).cpu()  # sigmoid: multi-label
     order = logits.argsort(dim=-1, descending=True).cpu()
-    # ranks: one (B,) tensor of classes per explained rank
-    explained = [(first.target.cpu(), first)]
-    for rank in range(1, args.top_k or 1):
-        classes = order[:, rank]
-        explained.append((classes, relevance.explain(setup.model, batch.pixels, method=setup.method,
-                                                      target=classes, start_layer=args.start_layer)))
-    shown = min(setup.num_classes, max(3, args.top_k or 1))
+    shown = min(setup.num_classes, max(3, top_k))
     written = 0
     for i, (path, rgb) in enumerate(loaded):
+        warning = domain_warning(setup.model, rgb)
+        if warning is not None:
+            run.outside_domain.append((path, warning))
         top = ", ".join(f"{class_label(int(c), setup.class_names)} {float(probabilities[i, c]):.1%}"
                         for c in order[i, :shown])
         reporter.info(f"{path}: {top}")
-        stem = _unique_stem(path, used_stems)
-        for classes, explanation in explained:
-            cls = int(classes[i])
+        stem = _unique_stem(path, run.used_stems)
+        for k in range(top_k):
+            cls = int(classes[i, k])
             rank = int((order[i] == cls).nonzero()[0, 0]) + 1
-            name = slugify(class_label(cls, setup.class_names))
-            target_file = out_dir / f"{stem}__{rank}_{name}__{explanation.method}.png"
-            picture = overlay(rgb, explanation.relevance[i], batch.geometries[i], colormap=args.colormap,
-                              alpha=args.alpha)
+            label = class_label(cls, setup.class_names)
+            target_file = run.out_dir / f"{stem}__{rank}_{slugify(label)}__{explanation.method}.png"
+            picture = overlay(rgb, explanation.relevance[i * top_k + k], batch.geometries[i],
+                              colormap=args.colormap, alpha=args.alpha)
+            if args.label:
+                picture = annotate(picture, overlay_label(label, rank, float(probabilities[i, cls]),
+                                                           explanation.method), position="top")
             try:
                 Image.fromarray(picture).save(target_file)
             except OSError as error:
@@ -316,6 +375,15 @@ def _explain_batch(setup: _Setup, args: argparse.Namespace, paths: Sequence[Path
                 continue
             written += 1
     return written
+
+
+def _domain_line(run: _Run) -> str | None:
+    """One ``warning:`` line for all the images outside the model's domain (None when there are none)."""
+    if not run.outside_domain:
+        return None
+    count = len(run.outside_domain)
+    names = ", ".join(path.name for path, _ in run.outside_domain[:3]) + (", ..." if count > 3 else "")
+    return f"warning: {count} of {run.explained_images} images ({names}): {run.outside_domain[0][1]}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -340,13 +408,16 @@ def run(args: argparse.Namespace) -> int:
     reporter = _Reporter(total=len(files))
     for path, reason in problems:
         reporter.error(path, reason)
+    state = _Run(setup=setup, args=args, reporter=reporter, out_dir=out_dir, used_stems={})
     written = 0
-    used_stems: dict[str, int] = {}
     try:
         for chunk in _batches(files, args.batch_size):
-            written += _explain_batch(setup, args, chunk, reporter, used_stems, out_dir)
+            written += _explain_batch(state, chunk)
             reporter.advance(len(chunk))
     finally:
         reporter.close()
+    domain_line = _domain_line(state)
+    if domain_line is not None:
+        print(domain_line, file=sys.stderr)
     print(f"wrote {written} overlay{'s' if written != 1 else ''} to {out_dir}")
     return EXIT_SOME_FAILED if reporter.failures or not files else EXIT_OK

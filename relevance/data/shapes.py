@@ -38,6 +38,7 @@ __all__ = [
     "ShapesDataset",
     "caption_for",
     "draw_objects",
+    "looks_like_shapes_scene",
     "multi_hot",
     "render_scene",
     "sample_objects",
@@ -405,3 +406,55 @@ class ShapesDataset(Dataset):
                 self._cache[index] = (img, target)
         x = (img.transpose(2, 0, 1).astype(np.float32) / 255.0 - self.mean) / self.std
         return torch.from_numpy(x), torch.from_numpy(target.copy())
+
+
+# --------------------------------------------------------------------------- domain check
+
+#: Side of the square the domain check resamples every image to (the embedded model's input size).
+_CHECK_SIZE = 64
+#: A pixel within this RGB distance of a named colour counts as object colour.
+_NEAR_COLOUR = 30.0
+#: Saturation (max - min over RGB) from which a pixel counts as strongly coloured ...
+_STRONG_SATURATION = 100.0
+#: ... and, after a 3x3 blur that averages the background noise out, below which it counts as greyish
+#: (the background's tint may reach a saturation of about 50).
+_GREYISH_SATURATION = 75.0
+
+
+def looks_like_shapes_scene(image: np.ndarray) -> bool:
+    """Whether ``image`` (uint8 RGB (H, W, 3)) looks like a scene of the shapes world, by three of its traits.
+
+    A scene is flat-coloured objects (the :data:`COLOURS`, exactly, inside each object) over a greyish
+    background (plain, or textured with grey noise, blotches, stripes or a gradient, and muted clutter). After
+    resampling the image to 64 x 64 (box filter), it looks like one when
+
+    1. at least 0.5% of its pixels lie within RGB distance 30 of a named colour (the objects' insides; the
+       smallest object of a scene covers about 3% of it, a JPEG copy still keeps over 1%),
+    2. at least 30% of its strongly saturated pixels (max - min >= 100) are such object pixels (in a scene,
+       over 70%, the rest being antialiased edges; over 38% in a JPEG copy; in a photo, about none: its
+       saturated colours are anything but these eight, exactly), and
+    3. at least 30% of it is greyish (saturation below 75) once a 3x3 blur has averaged the noise out (the
+       background: over 60% of a scene).
+
+    Rendered scenes of any size pass, also as JPEG copies (quality 75 and up); photographs, noise, blank and
+    single-colour images do not. A heuristic for a warning, not a classifier: it says nothing about the objects.
+    """
+    import cv2
+
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"image must be a uint8 (H, W, 3) RGB array, got {array.dtype} {tuple(array.shape)}")
+    resampled = Image.fromarray(array).resize((_CHECK_SIZE, _CHECK_SIZE), Image.Resampling.BOX)
+    pixels = np.asarray(resampled, dtype=np.float32)
+    palette = np.array(list(COLOURS.values()), dtype=np.float32)
+    distance = np.sqrt(((pixels[:, :, None, :] - palette) ** 2).sum(-1)).min(-1)
+    object_colour = distance < _NEAR_COLOUR
+    saturation = pixels.max(-1) - pixels.min(-1)
+    strong = saturation >= _STRONG_SATURATION
+    blurred = cv2.blur(pixels, (3, 3), borderType=cv2.BORDER_REPLICATE)
+    greyish = (blurred.max(-1) - blurred.min(-1)) < _GREYISH_SATURATION
+    return bool(
+        object_colour.mean() >= 0.005
+        and (object_colour & strong).sum() >= 0.3 * strong.sum()
+        and greyish.mean() >= 0.3
+    )
