@@ -187,7 +187,251 @@ function (id) {
     q(".rv-fallback").hidden = true; grid.hidden = false; q(".rv-controls").hidden = false;
   }
 
-  var views = { head: headView, model: modelView };
+  /* ---- neuron view (Vig 2019; Hoover et al. 2020): vectors, products, scores and attention of one query */
+  function neuronView() {
+    var attention = decode(data.attention), queries = decode(data.queries), keys = decode(data.keys);
+    var g = data.geometry, n = data.tokens.length, d = g.dim, heads = attention.shape[1];
+    var state = { layer: data.layer, head: data.head, query: data.query };
+    var svg = q("svg.rv-neuron-svg"), dynamic = svg.querySelector(".rv-dynamic");
+    var highlight = svg.querySelector(".rv-highlight"), note = q(".rv-note"), select = q("select.rv-layer");
+    function vector(array, layer, head, token) {
+      var offset = ((layer * heads + head) * n + token) * d, out = [];
+      for (var c = 0; c < d; c++) { out.push(array.values[offset + c]); }
+      return out;
+    }
+    function colour(value, scale) {
+      var v = scale > 0 ? value / scale : 0; v = Math.max(-1, Math.min(1, v));
+      return data.table[Math.round((v + 1) * 127.5)];
+    }
+    function y(j) { return g.top + j * g.row + g.row / 2; }
+    function cells(values, x, top, scale, css) {
+      values.forEach(function (v, c) {
+        svgEl("rect", { "class": css, x: num(x + c * g.cell), y: num(top + 2), width: g.cell - 1, height: g.row - 4,
+          fill: colour(v, scale) }, dynamic);
+      });
+    }
+    function render() {
+      var L = state.layer, H = state.head, Q = state.query, scale = data.scales[L];
+      var qv = vector(queries, L, H, Q), vectorScale = 0, productScale = 0, kvs = [], products = [], scores = [];
+      var w = matrix(attention, L, H), top = 0;
+      for (var t = 0; t < n; t++) {
+        vector(queries, L, H, t).concat(vector(keys, L, H, t)).forEach(function (v) { vectorScale = Math.max(vectorScale, Math.abs(v)); });
+      }
+      for (var j = 0; j < n; j++) {
+        var kv = vector(keys, L, H, j), p = kv.map(function (v, c) { return v * qv[c]; });
+        var dot = p.reduce(function (a, b) { return a + b; }, 0);
+        p.forEach(function (v) { productScale = Math.max(productScale, Math.abs(v)); });
+        kvs.push(kv); products.push(p); scores.push(dot * scale); top = Math.max(top, w(Q, j));
+      }
+      vectorScale = vectorScale || 1; productScale = productScale || 1; top = top || 1;
+      clear(dynamic); clear(highlight);
+      cells(qv, g.left + g.lines + g.left, g.top - g.row - 2, vectorScale, "rv-q");
+      var keysX = g.left + g.lines + g.left, productsX = keysX + d * g.cell + 14, scoresX = productsX + d * g.cell + 64;
+      for (j = 0; j < n; j++) {
+        cells(kvs[j], keysX, y(j) - g.row / 2, vectorScale, "rv-k");
+        cells(products[j], productsX, y(j) - g.row / 2, productScale, "rv-p");
+        svgEl("text", { "class": "rv-score", x: num(scoresX), y: num(y(j)), "text-anchor": "end",
+          "dominant-baseline": "middle" }, dynamic).textContent = scores[j].toFixed(2);
+        var weight = w(Q, j);
+        svgEl("text", { "class": "rv-weight", x: num(scoresX + 12), y: num(y(j)), "dominant-baseline": "middle" },
+          dynamic).textContent = weight.toFixed(3);
+        svgEl("rect", { "class": "rv-bar", x: num(scoresX + 60), y: num(y(j) - g.row / 2 + 3),
+          width: num(80 * weight / top), height: g.row - 6, fill: "#1f77b4" }, dynamic);
+        if (weight >= 0.005) {
+          svgEl("line", { "class": "rv-nl", "data-q": Q, "data-k": j, "data-w": weight, x1: num(g.left), y1: num(y(Q)),
+            x2: num(g.left + g.lines), y2: num(y(j)), stroke: data.colours[H],
+            "stroke-opacity": Math.min(1, 0.1 + weight).toFixed(3), "stroke-width": "2" }, highlight);
+        }
+      }
+      qa("text.rv-token", svg).forEach(function (t) {
+        t.classList.toggle("rv-active", t.getAttribute("data-side") === "q" && +t.getAttribute("data-index") === Q);
+      });
+      note.textContent = "Block " + L + ", head " + H + ", query " + JSON.stringify(data.tokens[Q]) +
+        ": blue negative, red positive; scores = " + scale.toPrecision(3) + " q·k; hover a query token to select it.";
+    }
+    qa('text.rv-token[data-side="q"]', svg).forEach(function (t) {
+      t.addEventListener("mouseenter", function () { state.query = +t.getAttribute("data-index"); render(); });
+    });
+    select.addEventListener("change", function () { state.layer = +select.value; render(); });
+    qa(".rv-swatch").forEach(function (s) {
+      function pick() {
+        state.head = +s.getAttribute("data-head");
+        qa(".rv-swatch").forEach(function (x) { x.classList.toggle("rv-off", x !== s); });
+        render();
+      }
+      s.addEventListener("click", pick);
+      s.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick(); } });
+    });
+    render();
+    q(".rv-controls").hidden = false;
+  }
+
+  /* ---- attention flows (DeRose, Wang & Berger 2020), rollout (Abnar & Zuidema 2020) or gradient x attention
+     (Chefer et al. 2021): the same arithmetic as relevance.flows */
+  function flowView() {
+    var g = data.geometry, n = data.tokens.length, L = g.layers, colours = data.colours;
+    var panels = data.panels.map(function (p) {
+      return { attention: decode(p.attention), gradients: p.gradients ? decode(p.gradients) : null, readout: p.readout };
+    });
+    var state = { heads: data.heads.slice(), output: data.output, weights: data.weights, hover: null };
+    var svgs = qa("svg.rv-flow-svg"), note = q(".rv-note");
+    function x(layer) { return g.label + 8 + layer * g.column; }
+    function y(i) { return g.top + i * g.row + g.row / 2; }
+    function mixing(panel) {
+      var out = [], A = panel.attention, G = panel.gradients, H = A.shape[1];
+      for (var l = 0; l < L; l++) {
+        var M = new Float64Array(n * n);
+        state.heads.forEach(function (h) {
+          var off = (l * H + h) * n * n;
+          for (var e = 0; e < n * n; e++) {
+            var a = A.values[off + e];
+            M[e] += state.weights === "gradient" ? Math.max(0, G.values[off + e] * a) : a;
+          }
+        });
+        for (var i = 0; i < n; i++) {
+          var sum = 0;
+          for (var j = 0; j < n; j++) {
+            M[i * n + j] = M[i * n + j] / state.heads.length + (i === j ? 1 : 0); sum += M[i * n + j];
+          }
+          if (state.weights === "attention") { for (j = 0; j < n; j++) { M[i * n + j] /= sum; } }
+        }
+        out.push(M);
+      }
+      return out;
+    }
+    function outputVector(panel) {
+      var v = new Float64Array(n);
+      if (state.output === "readout") { for (var i = 0; i < n; i++) { v[i] = panel.readout[i]; } }
+      else { v[+state.output] = 1; }
+      return v;
+    }
+    function trace(M, v) {  /* nodes[l][i], edges[l][j * n + i] */
+      var nodes = [], edges = [];
+      nodes[L] = v;
+      for (var l = L - 1; l >= 0; l--) {
+        var E = new Float64Array(n * n), below = new Float64Array(n);
+        for (var j = 0; j < n; j++) {
+          for (var i = 0; i < n; i++) { E[j * n + i] = nodes[l + 1][j] * M[l][j * n + i]; below[i] += E[j * n + i]; }
+        }
+        edges[l] = E; nodes[l] = below;
+      }
+      return { nodes: nodes, edges: edges, mixing: M };
+    }
+    function through(flow, layer, token) {  /* the flow through one node: below it and above it */
+      var M = flow.mixing, edges = [], l, i, j;
+      var w = new Float64Array(n); w[token] = flow.nodes[layer][token];
+      for (l = layer - 1; l >= 0; l--) {
+        var E = new Float64Array(n * n), next = new Float64Array(n);
+        for (j = 0; j < n; j++) { for (i = 0; i < n; i++) { E[j * n + i] = w[j] * M[l][j * n + i]; next[i] += E[j * n + i]; } }
+        edges[l] = E; w = next;
+      }
+      var f = new Float64Array(n); f[token] = 1;
+      for (l = layer; l < L; l++) {
+        var F = new Float64Array(n * n), up = new Float64Array(n);
+        for (j = 0; j < n; j++) {
+          for (i = 0; i < n; i++) { F[j * n + i] = flow.nodes[l + 1][j] * M[l][j * n + i] * f[i]; up[j] += M[l][j * n + i] * f[i]; }
+        }
+        edges[l] = F; f = up;
+      }
+      return edges;
+    }
+    function maxAbs(arrays) {
+      var top = 0;
+      arrays.forEach(function (a) { for (var e = 0; e < a.length; e++) { top = Math.max(top, Math.abs(a[e])); } });
+      return top || 1;
+    }
+    function path(l, i, j) {
+      var x0 = x(l), x1 = x(l + 1), m = (x0 + x1) / 2;
+      return "M" + num(x0) + " " + num(y(i)) + "C" + num(m) + " " + num(y(i)) + " " + num(m) + " " + num(y(j)) + " " + num(x1) + " " + num(y(j));
+    }
+    function drawEdges(group, edges, signed, top, css, colour, opacity, threshold) {
+      clear(group);
+      for (var l = 0; l < L; l++) {
+        for (var j = 0; j < n; j++) {
+          for (var i = 0; i < n; i++) {
+            var f = edges[l][j * n + i];
+            if (Math.abs(f) < threshold || f === 0) { continue; }
+            svgEl("path", { "class": css, "data-layer": l, "data-from": i, "data-to": j, "data-flow": f, d: path(l, i, j),
+              stroke: colour || (signed ? (f > 0 ? colours.more : colours.less) : colours.flow), "stroke-opacity": opacity,
+              "stroke-width": (0.5 + 7.5 * Math.abs(f) / top).toFixed(2), fill: "none" }, group);
+          }
+        }
+      }
+    }
+    function drawPanel(svg, flow, signed) {
+      var topEdge = maxAbs(flow.edges), topNode = maxAbs(flow.nodes);
+      drawEdges(svg.querySelector(".rv-base"), flow.edges, signed, topEdge, "rv-edge", null, "0.5", data.minFlow * topEdge);
+      qa("circle.rv-node", svg).forEach(function (c) {
+        var value = flow.nodes[+c.getAttribute("data-layer")][+c.getAttribute("data-index")];
+        c.setAttribute("data-value", value);
+        c.setAttribute("r", (1.5 + 5 * Math.sqrt(Math.abs(value) / topNode)).toFixed(2));
+        c.setAttribute("fill", !signed ? "#222222" : Math.abs(value) <= 1e-9 * topNode ? "#999999" : value > 0 ? colours.more : colours.less);
+      });
+      svg.topEdge = topEdge;
+    }
+    var flows = [];
+    function render() {
+      flows = panels.map(function (p) { return trace(mixing(p), outputVector(p)); });
+      flows.forEach(function (flow, index) { drawPanel(svgs[index], flow, false); });
+      if (flows.length === 2) {
+        var diff = { nodes: [], edges: [] };
+        for (var l = 0; l <= L; l++) { diff.nodes[l] = flows[0].nodes[l].map(function (v, i) { return v - flows[1].nodes[l][i]; }); }
+        for (l = 0; l < L; l++) { diff.edges[l] = flows[0].edges[l].map(function (v, e) { return v - flows[1].edges[l][e]; }); }
+        drawPanel(svgs[2], diff, true);
+      }
+      var what = state.output === "readout" ? "the readout" : JSON.stringify(data.tokens[+state.output]);
+      note.textContent = "Flow of " + what + " back to the input tokens (" +
+        (state.weights === "gradient" ? "gradient × attention" : "attention rollout") + ", " +
+        headsText(state.heads, panels[0].attention.shape[1]) +
+        "): edge width = flow, dot area = flow through the token; hover a token to trace its flow.";
+      highlight();
+    }
+    function highlight() {
+      svgs.forEach(function (svg, index) {
+        var group = svg.querySelector(".rv-highlight"), base = svg.querySelector(".rv-base");
+        clear(group); base.style.opacity = "";
+        qa("text.rv-token", svg).forEach(function (t) { t.classList.remove("rv-active"); });
+        if (!state.hover) { return; }
+        base.style.opacity = "0.15";
+        var h = state.hover, edges;
+        if (index < flows.length) { edges = through(flows[index], h.layer, h.index); }
+        else {
+          var a = through(flows[0], h.layer, h.index), b = through(flows[1], h.layer, h.index);
+          edges = a.map(function (e, l) { return e.map(function (v, k) { return v - b[l][k]; }); });
+        }
+        drawEdges(group, edges, index >= flows.length, svg.topEdge, "rv-trace",
+          index >= flows.length ? null : colours.trace, "0.8", 1e-12);
+        qa('text.rv-token[data-index="' + h.index + '"]', svg).forEach(function (t) {
+          if ((t.getAttribute("data-side") === "in") === (h.layer === 0)) { t.classList.add("rv-active"); }
+        });
+      });
+    }
+    function hoverable(node, layer, index) {
+      node.addEventListener("mouseenter", function () { state.hover = { layer: layer, index: index }; highlight(); });
+      node.addEventListener("mouseleave", function () { state.hover = null; highlight(); });
+    }
+    var outputSelect = q("select.rv-output"), weightsSelect = q("select.rv-weights");
+    svgs.forEach(function (svg) {
+      qa("text.rv-token", svg).forEach(function (t) {
+        var index = +t.getAttribute("data-index"), out = t.getAttribute("data-side") === "out";
+        hoverable(t, out ? L : 0, index);
+        if (out) {
+          t.style.cursor = "pointer";
+          t.addEventListener("click", function () { state.output = index; outputSelect.value = String(index); render(); });
+        }
+      });
+      qa("circle.rv-node", svg).forEach(function (c) { hoverable(c, +c.getAttribute("data-layer"), +c.getAttribute("data-index")); });
+    });
+    outputSelect.addEventListener("change", function () {
+      state.output = outputSelect.value === "readout" ? "readout" : +outputSelect.value; render();
+    });
+    weightsSelect.addEventListener("change", function () { state.weights = weightsSelect.value; render(); });
+    headSwatches(state, render);
+    render();
+    q(".rv-controls").hidden = false;
+  }
+
+  var views = { head: headView, model: modelView, neuron: neuronView, flow: flowView };
   try {
     views[data.kind]();
     root.setAttribute("data-rv-ready", "1");
