@@ -29,9 +29,9 @@ def as_sample(source: Any, inputs: Any = None, *, sample: int = 0, stream: str |
     -------
     TokenAttention
     """
+    if isinstance(source, (TokenAttention, AttentionCapture)) and inputs is not None:
+        raise ValueError("inputs are only taken with a model, not with captured attention")
     if isinstance(source, TokenAttention):
-        if inputs is not None:
-            raise ValueError("inputs are only taken with a model, not with captured attention")
         return source
     if isinstance(source, AttentionCapture):
         return source.sample(sample, stream)
