@@ -30,7 +30,7 @@ from relevance.views.capture import TokenAttention
 from relevance.views.source import as_sample
 
 __all__ = ["AttentionFlow", "FlowComparison", "WEIGHTS", "attention_flow", "compare_flows", "mixing_matrices",
-           "output_vector", "trace"]
+           "output_vector", "through", "trace"]
 
 #: What weighs the edges: attention (rollout) or gradient-weighted attention.
 WEIGHTS = ("attention", "gradient")
@@ -153,6 +153,39 @@ def trace(mixing: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarra
         edges[layer] = nodes[layer + 1][:, None] * mixing[layer]
         nodes[layer] = edges[layer].sum(axis=0)
     return nodes, edges
+
+
+def through(flow: AttentionFlow, layer: int, token: int) -> np.ndarray:
+    """The part of every edge's flow that passes through one node (DeRose et al. 2020's tracing of a token).
+
+    Parameters
+    ----------
+    flow:
+        From :func:`attention_flow`.
+    layer, token:
+        The node: ``token`` entering block ``layer`` (``layer = L``: leaving the last block).
+
+    Returns
+    -------
+    numpy.ndarray
+        (L, n, n) edge flows. Every block carries exactly ``flow.nodes[layer, token]`` of them: below the node,
+        the node's flow spreads down as in :func:`trace`; above it, each edge keeps the share that ends in it.
+    """
+    layers, n = flow.edges.shape[0], flow.edges.shape[1]
+    if not 0 <= layer <= layers or not 0 <= token < n:
+        raise ValueError(f"no node ({layer}, {token}) in a flow of {layers} blocks and {n} tokens")
+    edges = np.zeros_like(flow.edges)
+    below = np.zeros(n)
+    below[token] = flow.nodes[layer, token]
+    for index in range(layer - 1, -1, -1):
+        edges[index] = below[:, None] * flow.mixing[index]
+        below = edges[index].sum(axis=0)
+    share = np.zeros(n)
+    share[token] = 1.0
+    for index in range(layer, layers):
+        edges[index] = flow.nodes[index + 1][:, None] * flow.mixing[index] * share[None, :]
+        share = flow.mixing[index] @ share
+    return edges
 
 
 def output_vector(data: TokenAttention, output: str | int = "readout") -> np.ndarray:

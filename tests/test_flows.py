@@ -10,7 +10,7 @@ import torch
 import relevance
 import relevance.models
 import relevance.views as V
-from relevance.flows import attention_flow, compare_flows, mixing_matrices, trace
+from relevance.flows import attention_flow, compare_flows, mixing_matrices, through, trace
 from relevance.models.embedded import build_timm_model, load_config
 from relevance.models.vit import from_timm
 from test_views import SCENE, TEXTS, recorded_attention
@@ -110,3 +110,14 @@ def test_two_checkpoints_compare_side_by_side_and_as_a_difference(vit, reinitial
     text = attention_flow(TinyTextModel(), TEXTS[0])
     with pytest.raises(ValueError, match="compared"):
         compare_flows(first, text)
+
+
+def test_tracing_a_node_carries_its_flow_through_every_block(vit):
+    flow = attention_flow(vit, SCENE)
+    for layer, token in ((0, 12), (2, 40), (4, 0)):
+        edges = through(flow, layer, token)
+        np.testing.assert_allclose(edges.sum(axis=(1, 2)), flow.nodes[layer, token], rtol=1e-9, atol=1e-15)
+        assert np.all(edges <= flow.edges + 1e-15) and np.all(edges >= 0)  # a part of each edge's flow
+    np.testing.assert_allclose(through(flow, 4, 0), flow.edges)  # the output node carries everything
+    with pytest.raises(ValueError, match="no node"):
+        through(flow, 5, 0)

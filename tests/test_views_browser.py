@@ -11,7 +11,7 @@ pytest.importorskip("playwright.sync_api")
 import relevance.models  # noqa: E402
 import relevance.views as V  # noqa: E402
 from demos.app_testing import chromium_context  # noqa: E402
-from relevance.flows import attention_flow  # noqa: E402
+from relevance.flows import attention_flow, through  # noqa: E402
 from test_flows import SCENE  # noqa: E402
 from text_standin import TinyTextModel  # noqa: E402
 
@@ -194,13 +194,16 @@ def test_the_flow_view_recomputes_flows_as_relevance_flows_does(browser, page_fi
     np.testing.assert_allclose(node_values(panel), attention_flow(data).nodes, atol=1e-6)
     # hovering an input token traces its flow: every block carries exactly its rollout value
     hover(page, panel.locator('text.rv-token[data-side="in"][data-index="4"]'))
-    traced = lines(panel, ".rv-highlight path")
-    per_layer = np.zeros(3)
-    assert traced, "hovering traces the flow"
-    for edge in traced:
-        assert "data-flow" in edge, edge
-        per_layer[int(edge["data-layer"])] += float(edge["data-flow"])
-    np.testing.assert_allclose(per_layer, attention_flow(data).inputs[4], rtol=1e-6)
+    flow = attention_flow(data)
+    totals = panel.locator(".rv-highlight").get_attribute("data-totals")
+    np.testing.assert_allclose(eval(totals), [flow.inputs[4]] * 3, rtol=1e-6)
+    traced = {(int(e["data-layer"]), int(e["data-to"]), int(e["data-from"])): float(e["data-flow"])
+              for e in lines(panel, ".rv-highlight path")}
+    expected = through(flow, 0, 4)
+    kept = np.argwhere(np.abs(expected) >= 0.02 * np.abs(expected).max())
+    assert set(traced) == {tuple(k) for k in kept.tolist()}
+    for key, value in traced.items():
+        assert value == pytest.approx(expected[key], rel=1e-6)
     flow_root.locator('.rv-swatch[data-head="1"]').click()
     np.testing.assert_allclose(node_values(panel), attention_flow(data, heads=[0, 2]).nodes, atol=1e-6)
     flow_root.locator("select.rv-weights").select_option("gradient")

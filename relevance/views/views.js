@@ -399,8 +399,12 @@ function (id) {
           var a = through(flows[0], h.layer, h.index), b = through(flows[1], h.layer, h.index);
           edges = a.map(function (e, l) { return e.map(function (v, k) { return v - b[l][k]; }); });
         }
-        drawEdges(group, edges, index >= flows.length, svg.topEdge, "rv-trace",
-          index >= flows.length ? null : colours.trace, "0.8", 1e-12);
+        var top = maxAbs(edges);
+        group.setAttribute("data-totals", JSON.stringify(edges.map(function (e) {
+          var total = 0; for (var k = 0; k < e.length; k++) { total += e[k]; } return total;
+        })));
+        drawEdges(group, edges, index >= flows.length, top, "rv-trace",
+          index >= flows.length ? null : colours.trace, "0.85", data.minFlow * top);
         qa('text.rv-token[data-index="' + h.index + '"]', svg).forEach(function (t) {
           if ((t.getAttribute("data-side") === "in") === (h.layer === 0)) { t.classList.add("rv-active"); }
         });
