@@ -18,6 +18,7 @@ from relevance.tensorboard import RelevanceLogger, token_table  # noqa: E402
 from text_standin import TinyTextModel  # noqa: E402
 
 TRAIN = ["--scenes", "96", "--epochs", "2", "--batch-size", "16", "--heldout", "32", "--depth", "2", "--dim", "32",
+         "--drop-path", "0.1",
          "--heads", "2", "--eval-every", "0"]
 
 
