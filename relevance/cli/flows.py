@@ -43,7 +43,6 @@ def _int(text: str, option: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import relevance.views as V
-    from relevance.flows import attention_flow, compare_flows
 
     try:
         inputs, stems = inputs_of(args)

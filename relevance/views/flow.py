@@ -21,8 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from relevance.flows import (AttentionFlow, FlowComparison, attention_flow, compare_flows, mixing_matrices,
-                             output_vector, trace)
+from relevance.flows import AttentionFlow, FlowComparison, attention_flow, compare_flows
 from relevance.render.fonts import default_font, drawable_text
 from relevance.views.capture import TokenAttention
 from relevance.views.head import head_controls

@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from relevance.render.fonts import default_font
-from relevance.views.capture import TokenAttention
 from relevance.views.head import lines_svg, resolve_layer
 from relevance.views.html import View, encode_array, head_colours
 from relevance.views.source import as_sample

@@ -10,7 +10,6 @@ query token selects it. The family's attention must record its vectors with
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from relevance.views.capture import TokenAttention
 from relevance.views.head import head_controls, resolve_layer
 from relevance.views.html import View, encode_array, head_colours
 from relevance.views.source import as_sample
-from relevance.views.svg import CHAR_WIDTH, number, token_column, line_layout
+from relevance.views.svg import line_layout, number, token_column
 
 __all__ = ["NeuronNumbers", "neuron_numbers", "neuron_view"]
 
