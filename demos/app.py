@@ -25,6 +25,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
+from demos.app_attention import attention_tab  # noqa: E402
 from demos.app_image import IMAGE_TAB_CSS, image_classification_tab  # noqa: E402
 from demos.app_models import EMBEDDED_LABEL, ModelCatalog, load_catalog  # noqa: E402
 
@@ -116,6 +117,7 @@ def build_app(
                 photo_examples=photo_examples,
                 concurrency_limit=concurrency_limit,
             )
+            attention_tab(catalog, examples=[*shapes_examples, *photo_examples], concurrency_limit=concurrency_limit)
     app.queue(default_concurrency_limit=concurrency_limit, max_size=64)
     return app
 

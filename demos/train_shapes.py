@@ -150,6 +150,7 @@ def train(args: argparse.Namespace) -> dict:
         progress = (step - warmup) / max(1, total - warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
+    logger = _tensorboard_logger(args, held_x) if args.tensorboard else None
     step = 0
     for epoch in range(args.epochs):
         model.train()
@@ -159,6 +160,8 @@ def train(args: argparse.Namespace) -> dict:
             idx = perm[i : i + args.batch_size]
             x = augment(normalise(train_x[idx]), gen)
             y = train_y[idx]
+            if logger is not None:
+                logger(model, step)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             loss = F.binary_cross_entropy_with_logits(model(x), y)
@@ -175,6 +178,11 @@ def train(args: argparse.Namespace) -> dict:
             msg += f", held-out mAP {m['mAP']:.2f} exact {m['exact_match_accuracy']:.1f}%"
         print(msg, flush=True)
 
+    if logger is not None:
+        logger.log(model, step)
+        logger.close()
+        print(f"TensorBoard: relevance maps and attention grids in {args.tensorboard} (tensorboard --logdir "
+              f"{args.tensorboard})", flush=True)
     metrics = evaluate(model, held_x, held_y)
     elapsed = time.time() - start
     metrics["training_seconds"] = round(elapsed, 1)
@@ -190,6 +198,26 @@ def train(args: argparse.Namespace) -> dict:
     if args.out:
         save(model, kwargs, metrics, args, n_params)
     return metrics
+
+
+def _tensorboard_logger(args: argparse.Namespace, held_x: torch.Tensor):
+    """Relevance maps and attention grids of the first held-out scenes, every --tensorboard-every steps."""
+    from relevance.adapter import ModelInfo
+    from relevance.images import DataConfig
+    from relevance.models.vit import from_timm
+    from relevance.tensorboard import RelevanceLogger
+
+    config = DataConfig(input_size=(args.size, args.size), mean=MEAN, std=STD, interpolation="bilinear",
+                        crop_pct=1.0, crop_mode="squash")
+
+    def explainable(model: torch.nn.Module) -> torch.nn.Module:  # an LRP-aware copy of the timm model as it is now
+        copy = from_timm(model)
+        copy.info = ModelInfo(name="shapes-vit (training)", class_names=list(SHAPE_CLASSES), multi_label=True,
+                              data_config=config)
+        return copy
+
+    probes = [held_x[i].permute(1, 2, 0).numpy() for i in range(min(args.tensorboard_probes, len(held_x)))]
+    return RelevanceLogger(args.tensorboard, probes, every=args.tensorboard_every, explainable=explainable)
 
 
 def save(model: torch.nn.Module, kwargs: dict, metrics: dict, args: argparse.Namespace, n_params: int) -> None:
@@ -237,7 +265,7 @@ def _cli_args(args: argparse.Namespace) -> list[str]:
     defaults = vars(build_parser().parse_args([]))
     parts = []
     for key, value in vars(args).items():
-        if key == "out" or value == defaults.get(key):
+        if key == "out" or key.startswith("tensorboard") or value == defaults.get(key):
             continue
         parts.append(f"--{key.replace('_', '-')} {value}")
     parts.append(f"--out {args.out}")
@@ -312,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-every", type=int, default=1, help="held-out mAP every N epochs (0: only at the end)")
     p.add_argument("--out", default=None, help="directory for model.safetensors, config.json, MODEL_CARD.md")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="log relevance maps and attention grids of fixed held-out scenes to TensorBoard in DIR")
+    p.add_argument("--tensorboard-every", type=int, default=200, metavar="N", help="log every N steps (default 200)")
+    p.add_argument("--tensorboard-probes", type=int, default=4, metavar="K",
+                   help="number of fixed held-out scenes logged (default 4)")
     return p
 
 

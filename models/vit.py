@@ -115,6 +115,7 @@ class Attention(nn.Module):
         scores = ops.scale(ops.attention_scores(q, k.transpose(-2, -1)), self.scale)
         attention = self.attn_drop(ops.softmax(scores, dim=-1))
         ops.record_attention(attention, stream="image", layer=self.layer)
+        ops.record_query_key(q, k, stream="image", layer=self.layer, scale=self.scale)
         out = ops.attention_values(attention, v).transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(out))
 

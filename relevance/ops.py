@@ -14,7 +14,8 @@ moves relevance exactly as the spec's relprop does. Fan-out is summed, as the Cl
 dispatches the same way, and which rule applies is configuration: model code never chooses.
 
 The recording functions at the end (:func:`record_attention`, :func:`record_space`, :func:`mark_input`, ...)
-write what the forward pass saw to the current tape, under keys, so that methods can ask for it.
+write what the forward pass saw to the current tape, under keys, so that methods can ask for it;
+:func:`record_query_key` keeps query and key vectors only when the tape asks for them (the neuron view).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from relevance import rules as R
-from relevance.tape import AttentionKey, Mode, Tape, TokenSpace, current_tape
+from relevance.tape import AttentionKey, Mode, QueryKey, Tape, TokenSpace, current_tape
 
 
 def rewriting_tape() -> Tape | None:
@@ -427,6 +428,19 @@ def record_attention(probabilities: Tensor, *, stream: str, layer: int, kind: st
         if site in tape.attention:
             raise RuntimeError(f"attention recorded twice at {site}: give every attention module its own layer")
         tape.attention[site] = probabilities
+
+
+def record_query_key(queries: Tensor, keys: Tensor, *, stream: str, layer: int, scale: float,
+                     kind: str = "self", query: str = "", key: str = "") -> None:
+    """Record the query and key vectors (B, H, Nq, d), (B, H, Nk, d) of an attention site, whose scores are
+    ``scale * queries @ keys^T`` (before masking and softmax), for the neuron view (Vig 2019, BertViz).
+
+    Opt-in: kept only when the current tape asks for them (``recording(query_key=True)``); otherwise this is a
+    no-op, so explanations pay nothing. Call it beside :func:`record_attention`, with the same site."""
+    tape = current_tape()
+    if tape is not None and tape.keep_query_key:
+        site = AttentionKey(stream, layer, kind, query, key)
+        tape.query_key[site] = QueryKey(queries.detach(), keys.detach(), float(scale))
 
 
 def mark_input(x: Tensor, *, stream: str, site: str) -> Tensor:

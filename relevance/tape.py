@@ -10,7 +10,10 @@ the model runs forward:
   grid, prefix tokens, per-sample validity) and, recorded by the pooling operations themselves, the per-sample
   **readout** (B, N): the weights of the tokens whose final state feeds the output;
 * **input sites**: the tensors where input-level relevance is read (pixels, word embeddings, the encoder input);
-* **block inputs** per stream, for conservation checks.
+* **block inputs** per stream, for conservation checks;
+* **query and key vectors** per attention site (:class:`QueryKey`), only when the caller asks for them
+  (``recording(query_key=True)``, for the neuron view of :mod:`relevance.views`): explanations record none and
+  pay nothing.
 
 The model itself keeps nothing, so two threads can explain with one model at once, and no hooks are ever
 registered on modules.
@@ -113,6 +116,23 @@ class TokenSpace:
         return torch.stack(self.readouts).mean(dim=0)
 
 
+@dataclass(frozen=True)
+class QueryKey:
+    """The query and key vectors whose scaled dot products are an attention site's scores.
+
+    Attributes
+    ----------
+    queries, keys:
+        (B, H, Nq, d) and (B, H, Nk, d), after any query/key normalisation, detached.
+    scale:
+        The factor of the scores: ``scores = scale * queries @ keys^T`` (before masking and softmax).
+    """
+
+    queries: Tensor
+    keys: Tensor
+    scale: float
+
+
 @dataclass(eq=False)
 class Tape:
     """Per-call record of one explained forward pass (see the module docstring)."""
@@ -123,6 +143,8 @@ class Tape:
     spaces: dict[str, TokenSpace] = field(default_factory=dict)
     inputs: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     block_inputs: dict[str, list[Tensor]] = field(default_factory=dict)
+    keep_query_key: bool = False
+    query_key: dict[AttentionKey, QueryKey] = field(default_factory=dict)
 
     def attention_of(self, stream: str, kind: str = "self") -> list[Tensor]:
         """The stream's attention maps of one kind, ordered by layer."""
@@ -140,6 +162,7 @@ class Tape:
         self.spaces.clear()
         self.inputs.clear()
         self.block_inputs.clear()
+        self.query_key.clear()
 
 
 _CURRENT: ContextVar[Tape | None] = ContextVar("relevance_tape", default=None)
@@ -151,9 +174,12 @@ def current_tape() -> Tape | None:
 
 
 @contextlib.contextmanager
-def recording(rules: RuleSet | None = None) -> Iterator[Tape]:
-    """Make a fresh :class:`Tape` current for the duration of the block; always restored, even on error."""
-    tape = Tape(rules=rules)
+def recording(rules: RuleSet | None = None, *, query_key: bool = False) -> Iterator[Tape]:
+    """Make a fresh :class:`Tape` current for the duration of the block; always restored, even on error.
+
+    ``query_key=True`` also keeps the query and key vectors of every attention site (:class:`QueryKey`), which the
+    neuron view needs; by default they are not kept."""
+    tape = Tape(rules=rules, keep_query_key=query_key)
     token = _CURRENT.set(tape)
     try:
         yield tape
