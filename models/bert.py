@@ -166,13 +166,12 @@ class SelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_attention_heads, self.attention_head_size).transpose(1, 2)
 
-    def forward(self, x: Tensor, mask: Tensor | None, stream: str) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, stream: str) -> Tensor:
         batch, length, width = x.shape
         x = ops.fanout(x)  # the reference's three-way Clone of the hidden states into Q, K, V
         query, key, value = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         scores = ops.scale(ops.attention_scores(query, key.transpose(-2, -1)), self.scaling)
-        if mask is not None:
-            scores = ops.mask_scores(scores, mask)
+        scores = ops.mask_scores(scores, mask)
         attention = ops.softmax(scores, dim=-1)
         ops.record_attention(attention, stream=stream, layer=self.layer)
         context = ops.attention_values(self.dropout(attention), value)
@@ -198,7 +197,7 @@ class Attention(nn.Module):
         self.self = SelfAttention(config, layer)
         self.output = SelfOutput(config, config.hidden_size)
 
-    def forward(self, x: Tensor, mask: Tensor | None, stream: str) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, stream: str) -> Tensor:
         return self.output(self.self(x, mask, stream), x)
 
 
@@ -224,7 +223,7 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(config)
         self.output = Output(config, config.intermediate_size)
 
-    def forward(self, x: Tensor, mask: Tensor | None, stream: str) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, stream: str) -> Tensor:
         ops.record_block_input(x, stream=stream)
         x = ops.fanout(x)
         attended = ops.fanout(self.attention(x, mask, stream))
@@ -245,11 +244,11 @@ class Pooler(nn.Module):
         self.dense = layers.Linear(config.hidden_size, config.hidden_size)
 
 
-def additive_mask(valid: Tensor, dtype: torch.dtype) -> Tensor | None:
-    """(B, 1, 1, N): 0 on valid keys, the dtype's lowest value on padding (as Hugging Face's eager mask); ``None``
-    when nothing is padded (adding zeros changes nothing, so it is skipped)."""
-    if bool(valid.all()):
-        return None
+def additive_mask(valid: Tensor, dtype: torch.dtype) -> Tensor:
+    """(B, 1, 1, N): 0 on valid keys, the dtype's lowest finite value on padding (as Hugging Face's eager mask).
+
+    It is added even when nothing is padded, as the reference does: the LRP rules of the addition (spec §1.3-1.4)
+    then act the same on a sample alone and in a padded batch."""
     lowest = torch.finfo(dtype).min
     mask = torch.zeros(valid.shape, dtype=dtype, device=valid.device).masked_fill_(~valid, lowest)
     return mask[:, None, None, :]

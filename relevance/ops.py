@@ -176,11 +176,20 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     return a + b if tape is None else _apply(Add(), tape, a, b)
 
 
+class MaskAdd(Add):
+    """``scores + mask`` with a constant mask: the gradient goes to the scores only."""
+
+    def gradient(self, inputs, grad, output):
+        return grad, None
+
+
 def mask_scores(scores: Tensor, mask: Tensor) -> Tensor:
     """``scores + mask``: an additive attention mask (0 where allowed, very negative where masked); kind
-    ``mask``. The CVPR 2021 rules keep all relevance on the scores (spec §1.5, BERT)."""
+    ``mask``. The CVPR 2021 rules keep the scores' share of the relevance, which is all of it (spec §1.5, BERT):
+    the relevance of a masked entry is zero because its probability is. Use a finite mask value (the dtype's lowest,
+    as Hugging Face does), not ``-inf``: the rules multiply the mask by a zero relevance there."""
     tape = rewriting_tape()
-    return scores + mask if tape is None else _apply(Add("mask"), tape, scores, mask)
+    return scores + mask if tape is None else _apply(MaskAdd("mask"), tape, scores, mask)
 
 
 # ------------------------------------------------------------------------------- element-wise operations
