@@ -489,12 +489,13 @@ def config_from_hf(model: nn.Module) -> TextConfig:
         embedding, types = getattr(c, "embedding_size", width), c.type_vocab_size
     _require(width % heads == 0, f"a width {width} not divisible by its {heads} heads")
     encoder = getattr(model, FAMILIES[family], model) if classifier else model
+    pooler = getattr(encoder, "pooler", None) is not None
     if family == "bert":
-        pooler, head = encoder.pooler is not None, ("pooler" if classifier else "none")
+        head = "pooler" if classifier else "none"
         if classifier:
             _require(pooler, "a BERT classifier without pooler")
     else:
-        pooler, head = False, ("none" if not classifier else ("pre_classifier" if family == "distilbert" else "dense"))
+        head = "none" if not classifier else ("pre_classifier" if family == "distilbert" else "dense")
     if classifier and family in ("roberta", "electra"):
         _require(type(model.classifier).__name__ in ("RobertaClassificationHead", "ElectraClassificationHead"),
                  f"the classification head {type(model.classifier).__name__}")
