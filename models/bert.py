@@ -23,8 +23,7 @@ input, and transformer attribution from the last block (see :data:`BERT_CONVENTI
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
@@ -38,7 +37,8 @@ from relevance.models.vit import UnsupportedModelError
 from relevance.targets import PairCosine
 
 __all__ = ["BERT_CONVENTIONS", "FAMILIES", "TextConfig", "TextEncoder", "TextClassifier", "TextAdapter",
-           "TextPairAdapter", "UnsupportedModelError", "config_from_hf", "from_hf", "distilbert_state_dict"]
+           "TextPairAdapter", "UnsupportedModelError", "config_from_hf", "create", "distilbert_state_dict",
+           "explain_texts", "from_hf"]
 
 #: The reference conventions of the authors' BERT code (``BERT_explainability/.../ExplanationGenerator.py``).
 #:
@@ -395,6 +395,16 @@ class TextAdapter(Adapter):
     def forward(self, batch: Batch) -> Tensor:
         return self.module(**batch.inputs)
 
+    def domain_warnings(self, batch: Batch) -> list[str]:
+        check, texts = self.info.in_domain, batch.texts.texts if batch.texts is not None else None
+        if check is None or texts is None:
+            return []
+        outside = [i for i, text in enumerate(texts) if not check(text)]
+        if not outside:
+            return []
+        return [f"{len(outside)} of {batch.size} text(s) look unlike {self.info.domain or 'the training data'} "
+                f"(samples {outside[:10]}): outside its domain, predictions and maps mean little"]
+
 
 class TextPairAdapter(Adapter):
     """A bare encoder's adapter: pairs of texts in, their pooled embeddings out (B, 2, D), two token streams.
@@ -593,3 +603,96 @@ def from_hf(model: nn.Module, tokenizer: Any = None, *, pooling: str = "mean") -
 def describe(model: TextClassifier | TextEncoder) -> dict:
     """The model's configuration as a plain dict (for model cards and logs)."""
     return asdict(model.config)
+
+
+# ---------------------------------------------------------------------------------------------- creation
+#: The default text model on the hub: the CVPR 2021 BERT notebook's sentiment classifier.
+DEFAULT_HUB_TEXT_MODEL = "textattack/bert-base-uncased-SST-2"
+#: Hub text models the registry lists (any ``owner/name`` of a supported family is accepted).
+HUB_TEXT_MODELS = (DEFAULT_HUB_TEXT_MODEL, "distilbert-base-uncased-finetuned-sst-2-english",
+                   "sentence-transformers/all-MiniLM-L6-v2")
+_FAMILY_WORDS = ("bert", "roberta", "electra", "minilm")
+
+
+def create(name: str, pretrained: bool = True, checkpoint: str | None = None, **kwargs) -> TextClassifier | TextEncoder:
+    """A Hugging Face text model by repository id, converted: from ``checkpoint`` (a local directory with its
+    ``config.json``, weights and tokenizer files) when given, else from the hub cache, else downloaded after a hub
+    probe answered within seconds (:mod:`relevance.models.hub`). A repository whose config names a
+    ``*ForSequenceClassification`` architecture gives a :class:`TextClassifier`, any other a :class:`TextEncoder`.
+    ``kwargs`` go to :func:`from_hf` (``pooling``)."""
+    import transformers
+
+    from relevance.models import hub
+
+    if not pretrained:
+        raise ValueError("text models need their weights: pass pretrained=True or a checkpoint directory")
+    source, local = (str(checkpoint), True) if checkpoint is not None else (name, hub.cached_hf_repo(name))
+    if not local:
+        reachable, reason = hub.probe()
+        if not reachable:
+            raise hub.HubUnavailableError(
+                f"cannot download {name!r}: no model hub reachable ({reason}). Pass a local directory with "
+                f"its files as checkpoint=..., or use the embedded model 'reviews-bert'.")
+    config = transformers.AutoConfig.from_pretrained(source, local_files_only=local)
+    classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    loader = transformers.AutoModelForSequenceClassification if classifier else transformers.AutoModel
+    model = loader.from_pretrained(source, local_files_only=local, attn_implementation="eager")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
+    converted = from_hf(model.eval(), tokenizer, **kwargs)
+    converted.info.name = name
+    return converted
+
+
+def explain_texts(texts: str | Sequence[str] | Sequence[tuple[str, str]], model: Any = None, *,
+                  method: str = "transformer_attribution", target: Any = None, truncation: bool = False,
+                  **options: Any):
+    """Explain a list of strings (or text pairs, for a bare encoder) with a model given by name or object.
+
+    Parameters
+    ----------
+    texts:
+        A string, a list of strings, or (text_a, text_b) pairs for an encoder.
+    model:
+        A converted model, or a name for :func:`relevance.models.create` (``None``: the text default, the hub
+        sentiment BERT when cached or reachable, else the embedded ``"reviews-bert"``).
+    method, target, options:
+        As :func:`relevance.explain` (``start_layer``, ``row_normalize``, ...).
+    truncation:
+        Cut texts longer than the model's maximum instead of refusing them.
+
+    Returns
+    -------
+    relevance.Explanation
+        ``relevance`` (B, L) per token (zero on padding), ``maps["text"].tokens(i)`` and ``.words(i)``.
+    """
+    import relevance
+    from relevance.models import create as create_model
+
+    if model is None or isinstance(model, str):
+        model = create_model(model, modality="text")
+    inputs = texts
+    if truncation and not (isinstance(texts, tuple) or (isinstance(texts, list) and texts
+                                                         and isinstance(texts[0], tuple))):
+        tokenizer = model.info.tokenizer
+        items = [texts] if isinstance(texts, str) else list(texts)
+        from relevance.models.text_inputs import max_length
+
+        if any(not t.strip() for t in items):
+            raise ValueError("empty texts cannot be explained")
+        inputs = tokenizer(items, padding=True, truncation=True, max_length=max_length(model.config, tokenizer),
+                           return_tensors="pt")
+    return relevance.explain(model, inputs, method=method, target=target, **options)
+
+
+def _register() -> None:
+    from relevance.models.registry import Family, register_default, register_family
+
+    def recognizes(name: str) -> bool:
+        lowered = name.lower()
+        return name in HUB_TEXT_MODELS or ("/" in name and any(word in lowered for word in _FAMILY_WORDS))
+
+    register_family(Family("bert", recognizes, create, lambda: list(HUB_TEXT_MODELS)))
+    register_default("text", DEFAULT_HUB_TEXT_MODEL, "reviews-bert")
+
+
+_register()
