@@ -49,6 +49,10 @@ class Operation:
     def forward(self, *inputs: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def plain(self, *inputs: Tensor | None) -> Tensor:
+        """The forward as ordinary autograd operations (used where the rule is the plain gradient)."""
+        return self.forward(*inputs)
+
     def gradient(self, inputs: Sequence[Tensor | None], grad: Tensor,
                  output: Tensor | None) -> tuple[Tensor | None, ...]:
         """Default: recompute the forward on a detached first input and take its vector-Jacobian product."""
@@ -83,6 +87,11 @@ class _RuleFunction(torch.autograd.Function):
 
 
 def _apply(operation: Operation, tape: Tape, *inputs: Tensor | None) -> Tensor:
+    """The operation as a rule node; as plain autograd when its rule is the plain gradient (Gradient x Input rule
+    sets: AttnLRP and CP-LRP on linear layers, additions, softmax, ...), where both modes compute the ordinary
+    vector-Jacobian product, so the node's bookkeeping would only cost time."""
+    if type(tape.rules.rule(operation.kind)) is R.Gradient:
+        return operation.plain(*inputs)
     return _RuleFunction.apply(operation, tape, *inputs)
 
 
@@ -337,6 +346,9 @@ class Fanout(Operation):
 
     def forward(self, x):
         return x.clone()
+
+    def plain(self, x):
+        return x  # autograd sums the branches' gradients by itself
 
     def gradient(self, inputs, grad, output):
         return (grad,)
