@@ -146,13 +146,16 @@ def test_a_wrong_target_or_start_layer_misses_the_reference(golden, method):
             assert min(errors) > CASES_DIFFER_BY, (method, case, what, errors)
 
 
-def test_the_family_defaults_are_the_generators(golden):
-    # transformer attribution starts at the last block by default (the generator's default), rollout at block 0
+def test_the_family_defaults_start_at_block_0_and_the_erasers_last_block_is_minus_1(golden):
+    # transformer attribution and rollout start at block 0 by default (the notebooks'); -1 is the generator's default
     model = golden["model"].double()
     batch = golden["batch"]
-    default = relevance.explain(model, batch, method="transformer_attribution")
-    assert max(relative_errors(golden, default.relevance, "transformer_attribution/last")) <= FLOAT64_TOLERANCE
-    assert default.start_layer == golden["depth"] - 1
+    runner_up = golden["targets"][:, 1].tolist()
+    default = relevance.explain(model, batch, method="transformer_attribution", target=runner_up)
+    assert max(relative_errors(golden, default.relevance, "transformer_attribution/first")) <= FLOAT64_TOLERANCE
+    assert default.start_layer == 0
+    last = relevance.explain(model, batch, method="transformer_attribution", start_layer=-1)
+    assert max(relative_errors(golden, last.relevance, "transformer_attribution/last")) <= FLOAT64_TOLERANCE
     rollout = relevance.explain(model, batch, method="rollout")
     assert max(relative_errors(golden, rollout.relevance, "rollout/first")) <= FLOAT64_TOLERANCE
     # without the family's conventions the maps differ: the conventions are what makes them match
