@@ -92,8 +92,30 @@ def cached_weights(name: str) -> Path | None:
     return None
 
 
+#: Weight files of a Hugging Face ``transformers`` repository, in order of preference.
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def cached_hf_repo(repo: str) -> bool:
+    """Whether a Hugging Face ``transformers`` repository (``owner/name``) has its config and weights in the local
+    cache. Never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> bool:
+        found = try_to_load_from_cache(repo, filename)
+        return isinstance(found, str) and Path(found).is_file()
+
+    return cached("config.json") and any(cached(f) for f in HF_WEIGHT_FILES)
+
+
 def weights_available(name: str) -> tuple[bool, str]:
-    """(available, reason) for the hub weights of timm model ``name``: cached, or the hub answers quickly."""
+    """(available, reason) for the hub weights of ``name`` (a timm model, or a ``transformers`` repository
+    ``owner/name``): cached, or the hub answers quickly."""
+    if "/" in name:  # a transformers repository id; timm names have no slash
+        if cached_hf_repo(name):
+            return True, "cached locally"
+        reachable, reason = probe_once()
+        return (True, "hub reachable") if reachable else (False, f"no model hub reachable ({reason})")
     if cached_weights(name) is not None:
         return True, "cached locally"
     if _hub_source(name) is None:

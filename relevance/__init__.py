@@ -13,7 +13,7 @@ from relevance.explanation import Explanation, ImageMap, TextMap, class_probabil
 from relevance.methods import ALIASES, METHODS, Conventions, get_method, list_methods
 from relevance.rule_sets import (ATTNLRP_RULES, CP_LRP_RULES, LRP_BASELINE_RULES, TRANSFORMER_ATTRIBUTION_RULES,
                                  RuleSet)
-from relevance.targets import ClassTarget, PairScore, ScoreFunction, Target
+from relevance.targets import ClassTarget, PairCosine, PairScore, ScoreFunction, Target
 
 __all__ = [
     "ALIASES",
@@ -28,6 +28,7 @@ __all__ = [
     "LRP_BASELINE_RULES",
     "METHODS",
     "ModelInfo",
+    "PairCosine",
     "PairScore",
     "RuleSet",
     "ScoreFunction",

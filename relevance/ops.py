@@ -50,6 +50,10 @@ class Operation:
     def forward(self, *inputs: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def plain(self, *inputs: Tensor | None) -> Tensor:
+        """The forward as ordinary autograd operations (used where the rule is the plain gradient)."""
+        return self.forward(*inputs)
+
     def gradient(self, inputs: Sequence[Tensor | None], grad: Tensor,
                  output: Tensor | None) -> tuple[Tensor | None, ...]:
         """Default: recompute the forward on a detached first input and take its vector-Jacobian product."""
@@ -84,6 +88,11 @@ class _RuleFunction(torch.autograd.Function):
 
 
 def _apply(operation: Operation, tape: Tape, *inputs: Tensor | None) -> Tensor:
+    """The operation as a rule node; as plain autograd when its rule is the plain gradient (Gradient x Input rule
+    sets: AttnLRP and CP-LRP on linear layers, additions, softmax, ...), where both modes compute the ordinary
+    vector-Jacobian product, so the node's bookkeeping would only cost time."""
+    if type(tape.rules.rule(operation.kind)) is R.Gradient:
+        return operation.plain(*inputs)
     return _RuleFunction.apply(operation, tape, *inputs)
 
 
@@ -177,11 +186,20 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     return a + b if tape is None else _apply(Add(), tape, a, b)
 
 
+class MaskAdd(Add):
+    """``scores + mask`` with a constant mask: the gradient goes to the scores only."""
+
+    def gradient(self, inputs, grad, output):
+        return grad, None
+
+
 def mask_scores(scores: Tensor, mask: Tensor) -> Tensor:
     """``scores + mask``: an additive attention mask (0 where allowed, very negative where masked); kind
-    ``mask``. The CVPR 2021 rules keep all relevance on the scores (spec §1.5, BERT)."""
+    ``mask``. The CVPR 2021 rules keep the scores' share of the relevance, which is all of it (spec §1.5, BERT):
+    the relevance of a masked entry is zero because its probability is. Use a finite mask value (the dtype's lowest,
+    as Hugging Face does), not ``-inf``: the rules multiply the mask by a zero relevance there."""
     tape = rewriting_tape()
-    return scores + mask if tape is None else _apply(Add("mask"), tape, scores, mask)
+    return scores + mask if tape is None else _apply(MaskAdd("mask"), tape, scores, mask)
 
 
 # ------------------------------------------------------------------------------- element-wise operations
@@ -329,6 +347,9 @@ class Fanout(Operation):
 
     def forward(self, x):
         return x.clone()
+
+    def plain(self, x):
+        return x  # autograd sums the branches' gradients by itself
 
     def gradient(self, inputs, grad, output):
         return (grad,)

@@ -7,7 +7,8 @@ and there is one model implementation for all rule sets (no copied model files p
 Presets:
 
 * :data:`TRANSFORMER_ATTRIBUTION_RULES`: Chefer, Gur & Wolf, CVPR 2021 (``layers_ours``, spec §1.3): z+ with a
-  shared denominator on linear layers, z^B on pixels, halving on products, renormalised additions, identity
+  shared denominator on linear layers, z^B on pixels, halving on products, renormalised additions (the BERT
+  attention mask's included: the reference adds it with its ``Add`` module and keeps the scores' share), identity
   through LayerNorm, activations and softmax.
 * :data:`LRP_BASELINE_RULES`: the LRP baselines that paper compares with (``layers_lrp``, spec §1.4): z+ with
   separate denominators and plain z-rule additions.
@@ -103,7 +104,9 @@ TRANSFORMER_ATTRIBUTION_RULES = RuleSet(
     normalization=_IDENTITY,
     activation=_IDENTITY,
     add=R.RenormalizedAdd(),
-    mask=_IDENTITY,
+    # BERT's reference adds the attention mask with its Add module and keeps the scores' share (all of it where a
+    # key is not masked); its stabiliser makes this differ from the identity by O(1e-9 / |score|)
+    mask=R.RenormalizedAdd(),
     pooling=R.ZRule(),
     scale=_IDENTITY,
     fanout=R.Fanout(),
@@ -111,7 +114,7 @@ TRANSFORMER_ATTRIBUTION_RULES = RuleSet(
 
 #: The LRP baselines' layer set (``layers_lrp``, spec §1.4): separate normalisation, plain additions.
 LRP_BASELINE_RULES = TRANSFORMER_ATTRIBUTION_RULES.with_rules(
-    name="lrp_baseline", linear=R.AlphaBeta(alpha=1.0, shared_denominator=False), add=R.ZAdd())
+    name="lrp_baseline", linear=R.AlphaBeta(alpha=1.0, shared_denominator=False), add=R.ZAdd(), mask=R.ZAdd())
 
 #: AttnLRP (Achtibat et al., ICML 2024) as Gradient x Input with modified backward functions.
 ATTNLRP_RULES = RuleSet(

@@ -122,6 +122,18 @@ class ScoreFunction(Target):
         return self.function(output)
 
 
+@dataclass(frozen=True)
+class PairCosine(Target):
+    """The cosine similarity of the two embeddings of each pair, output (B, 2, D) -> (B,) scores: "which tokens, in
+    both texts, make them similar" (sentence-embedding models, e.g. mean-pooled BERT encoders explained on text
+    pairs). The seed is the cosine's gradient with respect to both embeddings."""
+
+    def score(self, output: Tensor) -> Tensor:
+        if output.dim() != 3 or output.shape[1] != 2:
+            raise ValueError(f"a pair cosine needs (B, 2, D) pair embeddings, got {tuple(output.shape)}")
+        return torch.nn.functional.cosine_similarity(output[:, 0], output[:, 1], dim=-1)
+
+
 def as_target(target: TargetLike, output_kind: str) -> Target:
     """Turn what a user passed as ``target`` into a :class:`Target` for a model whose output is ``output_kind``
     (``"class_logits"``, ``"pair_logits"`` or ``"embeddings"``)."""
