@@ -167,6 +167,7 @@ class SelfAttention(nn.Module):
         batch, length, width = x.shape
         x = ops.fanout(x)  # the reference's three-way Clone of the hidden states into Q, K, V
         query, key, value = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        ops.record_query_key(query, key, stream=stream, layer=self.layer, scale=self.scaling)
         scores = ops.scale(ops.attention_scores(query, key.transpose(-2, -1)), self.scaling)
         scores = ops.mask_scores(scores, mask)
         attention = ops.softmax(scores, dim=-1)

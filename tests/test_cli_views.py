@@ -38,14 +38,14 @@ def test_flows_writes_one_model_or_a_comparison(tmp_path, capsys):
     assert "embedded" in page and "again" in page and page.count('class="rv-flow-svg"') == 3
 
 
-def test_text_without_a_text_model_says_so(tmp_path, capsys):
-    assert main(["views", "head", "--text", "a fine film", "--out", str(tmp_path)]) == 2
-    error = capsys.readouterr().err
-    assert "--text needs a text model" in error and "reviews-bert" in error
-    assert main(["views", "head", "--model", "shapes-vit", "--text", "a film", "--out", str(tmp_path)]) == 2
+def test_text_views_use_the_embedded_text_model_and_images_need_an_image_model(tmp_path, capsys):
+    assert main(["views", "neuron", "--text", "the acting was wonderful", "--out", str(tmp_path)]) == 0
+    (page,) = tmp_path.iterdir()
+    assert page.name == "the-acting-was-wonderful__neuron.html"
+    assert "wonderful" in page.read_text() and "reviews-bert" in page.read_text()
+    assert main(["views", "head", "--model", "shapes-vit", "--text", "a film", "--out", str(tmp_path / "x")]) == 2
     assert "no text stream" in capsys.readouterr().err
-    assert main(["flows", "--text", "a film", "--out", str(tmp_path)]) == 2
-    assert not list(tmp_path.iterdir())
+    assert not (tmp_path / "x").exists()
 
 
 def test_usage_errors(tmp_path, capsys):

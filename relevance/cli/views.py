@@ -61,10 +61,6 @@ def load_model(name: str | None, text: bool, device: str) -> Any:
     try:
         return models.create(name, device=device)
     except models.UnknownModelError as error:
-        if text and name == DEFAULT_TEXT_MODEL:
-            raise UsageError(f"--text needs a text model, and the default text model {DEFAULT_TEXT_MODEL!r} is not "
-                             "installed in this version (it comes with the BERT family); pass --model NAME of a text "
-                             "model, or give images instead") from None
         raise UsageError(str(error)) from None
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         raise UsageError(f"cannot load model {name}: {error}") from None
