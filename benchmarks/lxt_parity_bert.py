@@ -41,13 +41,17 @@ def import_project() -> None:
     spec.loader.exec_module(module)
 
 
-def median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_times(functions: dict, repeats: int, clock=time.perf_counter) -> dict[str, float]:
+    """Median time of each function, the runs interleaved (a busy machine slows them alike), after a warm-up."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for name, function in functions.items():
         function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = clock()
+            function()
+            times[name].append(clock() - start)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time, steadier on a busy machine (use it "
+                             "with OMP_NUM_THREADS=1)")
     parser.add_argument("--float32", action="store_true", help="compare in float32 (default float64)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -93,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = torch.arange(args.batch) % 3
     batch = {"input_ids": ids, "attention_mask": mask}
 
-    with torch.no_grad():
-        forward_time = median_time(lambda: source(**batch), args.repeats)
+    def forward() -> None:
+        with torch.no_grad():
+            source(**batch)
+
     result = relevance.explain(ours, batch, method="attnlrp", target=targets)
-    ours_time = median_time(lambda: relevance.explain(ours, batch, method="attnlrp", target=targets), args.repeats)
 
     from lxt.efficient import monkey_patch
     from transformers.models.bert import modeling_bert
@@ -113,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         return (embeddings * gradient).sum(-1).detach() * mask
 
     theirs = lxt_relevance()
-    lxt_time = median_time(lxt_relevance, args.repeats)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    timed = median_times({"forward": forward,
+                          "ours": lambda: relevance.explain(ours, batch, method="attnlrp", target=targets),
+                          "lxt": lxt_relevance}, args.repeats, clock)
+    forward_time, ours_time, lxt_time = timed["forward"], timed["ours"], timed["lxt"]
     print(f"BERT width {args.width}, depth {args.depth}, heads {args.heads}, batch {args.batch} x {args.length} "
           f"tokens (lengths {lengths}), {str(dtype).removeprefix('torch.')}, transformers {transformers.__version__}")
     for row in range(args.batch):
@@ -121,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sample {row} (target {int(targets[row])}): max |ours - lxt| / max |lxt| = {float(difference):.2e}")
     overall = (result.relevance - theirs).abs().max() / theirs.abs().max()
     print(f"max relative difference over the batch: {float(overall):.2e}")
-    print(f"time / forward ({forward_time * 1e3:.1f} ms, unpatched, no grad): ours {ours_time / forward_time:.2f}x, "
-          f"lxt {lxt_time / forward_time:.2f}x")
+    print(f"time / forward ({forward_time * 1e3:.1f} ms, unpatched, no grad; {args.clock} clock, "
+          f"{torch.get_num_threads()} threads, runs interleaved): ours {ours_time / forward_time:.2f}x, "
+          f"lxt {lxt_time / forward_time:.2f}x, ours / lxt = {ours_time / lxt_time:.2f}")
     return 0
 
 
