@@ -1,4 +1,4 @@
-"""The ``relevance`` command line: ``relevance explain | evaluate | demo``.
+"""The ``relevance`` command line: ``relevance explain | evaluate | figures | demo``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the chosen subcommand's module is imported (``relevance --help`` imports none of them), so
@@ -17,7 +17,8 @@ from typing import Sequence
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("relevance.cli.explain", "write relevance overlays for image files or folders"),
-    "evaluate": ("relevance.cli.evaluate", "score explanation methods (perturbation / segmentation tests)"),
+    "evaluate": ("relevance.cli.evaluate", "score explanation methods (the papers' tables, the shapes benchmark)"),
+    "figures": ("relevance.cli.figures", "draw the papers' figures as PNG and PDF"),
     "demo": ("demos.app", "start the interactive Gradio demo"),
 }
 
