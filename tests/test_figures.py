@@ -182,6 +182,8 @@ def test_files_are_deterministic_png_and_pdf(tmp_path, capsys):
 
     with Image.open(tmp_path / "a" / "layers.png") as image:
         assert image.mode == "P" and image.width > 600  # a palette PNG, small enough for the README
+    assert main([*args, "--formats", "png", "--out", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["layers.json", "layers.png"]
 
 
 def test_unavailable_families_give_a_clear_error(capsys):

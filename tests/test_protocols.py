@@ -274,3 +274,20 @@ def test_torchrun_module_entry_point_exists():
     completed = subprocess.run([sys.executable, "-m", "relevance", "evaluate", "--help"], capture_output=True,
                                text=True, timeout=120, cwd=REPO)
     assert completed.returncode == 0 and "--protocol" in completed.stdout and "imagenet-seg" in completed.stdout
+
+
+def test_the_shapes_benchmark_on_two_processes_equals_one(tmp_path, capsys):
+    args = ["evaluate", "--samples", "4", "--shard-size", "2", "--batch-size", "4", "--methods",
+            "transformer_attribution,rollout", "--figure-rows", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    completed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                                "-m", "relevance", *args, "--out", str(tmp_path / "two")], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("explained objects in 4 scenes, 2 process(es)") == 1  # rank 0 alone reports
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert one == two and one["scenes"] == 4
+    assert sorted(p.name for p in (tmp_path / "two" / "shards").iterdir()) == [
+        "manifest.json", "shard-00000.npz", "shard-00001.npz"]

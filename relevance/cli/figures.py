@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, metavar="IMAGENET_VAL_DIR",
                         help="perturbation: an ImageNet validation folder (with an ImageNet --model)")
     parser.add_argument("--out", default="out/figures", help="output folder (default out/figures)")
+    parser.add_argument("--formats", nargs="+", choices=["png", "pdf"], default=["png", "pdf"],
+                        help="picture formats (default: png pdf); a .json of what the figure shows is always written")
     parser.add_argument("--device", default="cpu")
 
 
@@ -86,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"relevance figures: error: {name}: {problem}", file=sys.stderr)
             status = 2
             continue
-        paths = write_figure(result, args.out, name)
+        paths = write_figure(result, args.out, name, formats=tuple(args.formats))
         print(f"{name}: {time.time() - started:.1f}s, wrote {', '.join(str(p) for p in paths)}")
     return status

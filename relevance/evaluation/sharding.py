@@ -2,8 +2,8 @@
 
 A protocol over ``N`` samples is cut into contiguous **shards** of ``shard_size`` samples (the last one may be
 shorter): shard ``k`` holds samples ``[k S, min((k + 1) S, N))``. Rank ``r`` of ``W`` processes computes the
-shards ``k`` with ``k mod W == r`` that are not done yet. A shard's per-sample results (arrays whose first axis
-runs over the shard's samples) go to ``<folder>/shard-00007.npz`` **atomically**: written to a temporary file in
+shards ``k`` with ``k mod W == r`` that are not done yet. A shard's results (arrays whose first axis runs over the
+shard's results: one row per sample, or per object of a shapes scene) go to ``<folder>/shard-00007.npz`` **atomically**: written to a temporary file in
 the same folder and renamed over the final name, so a shard file exists only when it is complete. A run that
 dies is resumed by running the same command again: shards whose file exists are not computed again. After a
 barrier, rank 0 alone merges: the arrays of every shard are concatenated in shard order.
@@ -256,8 +256,8 @@ class ShardStore:
         for k, part in enumerate(parts):
             if sorted(part) != sorted(keys):
                 raise RuntimeError(f"{self.path(k)} holds other arrays than shard 0")
-            if any(len(part[key]) != len(plan.indices(k)) for key in keys):
-                raise RuntimeError(f"{self.path(k)} does not hold {len(plan.indices(k))} samples")
+            if len({len(part[key]) for key in keys}) > 1:
+                raise RuntimeError(f"the arrays of {self.path(k)} differ in length")
         return {key: np.concatenate([part[key] for part in parts]) for key in keys}
 
 
@@ -278,9 +278,10 @@ def run_shards(
     plan: ShardPlan,
     store: ShardStore,
     runtime: Runtime,
-    compute: Callable[[range], Mapping[str, np.ndarray]],
+    compute: Callable[[range, Callable[[int], Any]], Mapping[str, np.ndarray]],
     *,
     progress: bool = True,
+    desc: str = "evaluate",
     log: Callable[[str], None] = print,
 ) -> dict[str, np.ndarray] | None:
     """Compute this rank's missing shards, wait for the others, and merge on rank 0.
@@ -290,9 +291,12 @@ def run_shards(
     plan, store, runtime:
         The shards, their files and this process's place.
     compute:
-        ``sample indices -> {name: array with one row per sample}`` for one shard.
+        ``(sample indices, advance) -> {name: array with one row per result}`` for one shard; ``advance(n)``
+        reports ``n`` more samples done (a progress bar's ``update``).
     progress:
         Show a progress bar (rank 0 only; it counts rank 0's own samples).
+    desc:
+        The progress bar's label.
     log:
         Where rank 0 writes its one-line messages.
 
@@ -317,12 +321,11 @@ def run_shards(
         resumed = f"; resuming: {done} of {plan.num_shards} shards already done" if done else ""
         log(f"{plan.total} samples in {plan.num_shards} shards of {plan.shard_size}, "
             f"{runtime.world_size} process(es){resumed}")
-    bar = tqdm(total=sum(len(plan.indices(k)) for k in todo), unit="sample", desc=f"rank 0/{runtime.world_size}",
+    label = desc if runtime.world_size == 1 else f"{desc} (rank 0 of {runtime.world_size})"
+    bar = tqdm(total=sum(len(plan.indices(k)) for k in todo), unit="sample", desc=label,
                disable=not (progress and runtime.is_main), dynamic_ncols=True)
     for shard in todo:
-        arrays = compute(plan.indices(shard))
-        store.write(shard, arrays)
-        bar.update(len(plan.indices(shard)))
+        store.write(shard, compute(plan.indices(shard), bar.update))
     bar.close()
     runtime.barrier()
     if not runtime.is_main:

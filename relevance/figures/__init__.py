@@ -95,12 +95,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_figure(result: FigureResult, out: str | Path, name: str) -> list[Path]:
-    """Write ``<out>/<name>.png``, ``.pdf`` and ``.json`` (what the figure shows, maps left out)."""
+def write_figure(result: FigureResult, out: str | Path, name: str,
+                 formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Write ``<out>/<name>.png``, ``.pdf`` (``formats``) and ``.json`` (what the figure shows, maps left out)."""
     from relevance.figures.style import save
 
     out = Path(out)
-    paths = save(result.figure, out / name)
+    paths = save(result.figure, out / name, formats=formats)
     summary = {k: v for k, v in result.data.items() if k != "maps"}
     summary["caption"] = result.caption
     (out / f"{name}.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")

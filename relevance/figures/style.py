@@ -193,8 +193,9 @@ def colour_keys(figure: Figure, *, y: float, height: float) -> None:
         axes.set_title(labels[1], fontsize=7, pad=2)
 
 
-def save(figure: Figure, stem: str | Path, *, dpi: int = 110, palette: bool = True) -> list[Path]:
-    """Write ``<stem>.png`` and ``<stem>.pdf``, reproducibly; returns both paths.
+def save(figure: Figure, stem: str | Path, *, dpi: int = 110, palette: bool = True,
+         formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` (``formats``), reproducibly; returns the paths.
 
     Parameters
     ----------
@@ -205,22 +206,29 @@ def save(figure: Figure, stem: str | Path, *, dpi: int = 110, palette: bool = Tr
     dpi:
         Resolution of the PNG.
     palette:
-        Reduce the PNG to 256 colours (about 3x smaller; overlays keep their look).
+        Reduce the PNG to 256 colours with error diffusion (about 3x smaller; overlays keep their look).
+    formats:
+        ``"png"`` and/or ``"pdf"``.
     """
     from PIL import Image
 
+    unknown = set(formats) - {"png", "pdf"}
+    if unknown or not formats:
+        raise ValueError(f"formats must be among png, pdf; got {list(formats)}")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    png, pdf = stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"
     with plt.rc_context(RC):
-        figure.savefig(png, dpi=dpi, metadata={"Software": None})
-        figure.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
-    if palette:
+        if "png" in formats:
+            figure.savefig(png, dpi=dpi, metadata={"Software": None})
+        if "pdf" in formats:
+            figure.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    if palette and "png" in formats:
         with Image.open(png) as image:
             rgb = image.convert("RGB")
         colours = rgb.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
         rgb.quantize(palette=colours, dither=Image.Dither.FLOYDSTEINBERG).save(png, optimize=True)
-    return [png, pdf]
+    return [path for kind, path in (("png", png), ("pdf", pdf)) if kind in formats]
 
 
 def row_figure(rows: Sequence[tuple[str, Sequence[np.ndarray]]], *, column_widths: Sequence[float],

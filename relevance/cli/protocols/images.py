@@ -92,15 +92,16 @@ def run_sharded(args: argparse.Namespace, runtime: Runtime, dataset: torch.utils
                     device=runtime.device.type, format=SHARD_FORMAT)
     store = ShardStore(out / "shards", settings)
 
-    def compute(indices: range) -> dict[str, np.ndarray]:
+    def compute(indices: range, advance: Callable[[int], Any]) -> dict[str, np.ndarray]:
         parts: list[Mapping[str, np.ndarray]] = []
         for images01, targets in _batches(dataset, indices, args.batch_size, workers):
             parts.append(batch(images01.to(runtime.device), targets))
+            advance(len(targets))
         rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         rows["index"] = np.arange(indices.start, indices.stop, dtype=np.int64)
         return rows
 
-    merged = run_shards(plan, store, runtime, compute, progress=not args.no_progress)
+    merged = run_shards(plan, store, runtime, compute, progress=not args.no_progress, desc=manifest["protocol"])
     if merged is not None and not np.array_equal(merged["index"], np.arange(total)):
         raise RuntimeError(f"the shards in {store.folder} do not cover images 0..{total - 1} in order")
     return merged

@@ -3,7 +3,9 @@
 Prints a Markdown table of methods x metrics (pointing game, mass in the object, class specificity, the §5.2
 segmentation metrics, the §5.3 perturbation AUCs) and writes ``results.md``, ``results.json``, ``figure.png``
 (scenes x methods with overlays) and the perturbation curves (``perturbation.png``, ``.pdf``) to ``--out``.
-See :mod:`relevance.evaluation.shapes_benchmark` for the protocol.
+See :mod:`relevance.evaluation.shapes_benchmark` for the protocol. Like the dataset protocols it runs in shards of
+``--shard-size`` scenes (one shard for up to 500 scenes, by default) over ``torchrun`` processes, resumably; the
+shards live in ``--out``/shards.
 """
 
 from __future__ import annotations
@@ -32,12 +34,28 @@ def _load(name: str, device: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from relevance.evaluation.sharding import ShardMismatchError, init_runtime
+
+    try:
+        runtime = init_runtime(args.device)
+    except (ValueError, RuntimeError) as problem:
+        return error(str(problem))
+    try:
+        return _run(args, runtime)
+    except ShardMismatchError as problem:
+        return error(str(problem))
+    finally:
+        runtime.close()
+
+
+def _run(args: argparse.Namespace, runtime) -> int:
     import torch
     from PIL import Image
 
     import relevance
     from relevance.data import SHAPE_CLASSES
     from relevance.evaluation import shapes_benchmark as E
+    from relevance.evaluation.sharding import ShardPlan, ShardStore, run_shards
 
     scenes = args.samples or DEFAULT_SCENES
     methods = None
@@ -49,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         return error("the shapes protocol takes the embedded model or a trained folder as --model, not --checkpoint")
     try:
-        model, model_name = _load(args.model or "shapes-vit", args.device)
+        model, model_name = _load(args.model or "shapes-vit", str(runtime.device))
     except (ValueError, FileNotFoundError) as problem:
         return error(str(problem))
     if list(getattr(model, "class_names", None) or []) != list(SHAPE_CLASSES):
@@ -58,10 +76,22 @@ def run(args: argparse.Namespace) -> int:
         return error(f"--start-layer must lie in 0..{len(model.blocks) - 1}")
     torch.manual_seed(0)
     started = time.time()
-    result = E.evaluate(model, scenes=scenes, seed=args.seed, methods=methods, batch_size=args.batch_size,
-                        start_layer=args.start_layer, random_reference=not args.no_random,
-                        progress=not args.no_progress)
+    names, start_layers = E.resolve_methods(model, methods, args.start_layer, not args.no_random)
     out = Path(args.out or "out/evaluate")
+    manifest = dict(protocol="shapes", model=model_name, scenes=scenes, seed=args.seed, methods=names,
+                    start_layers=start_layers, batch_size=args.batch_size, shard_size=args.shard_size,
+                    device=runtime.device.type, format=1)
+
+    def compute(indices, advance):
+        return E.evaluate_scenes(model, indices, seed=args.seed, methods=names, start_layers=start_layers,
+                                 batch_size=args.batch_size, advance=advance)
+
+    rows = run_shards(ShardPlan(scenes, args.shard_size), ShardStore(out / "shards", manifest), runtime, compute,
+                      progress=not args.no_progress, desc="evaluate")
+    if rows is None:  # not rank 0
+        return 0
+    result = E.result_from_rows(rows, methods=names, scenes=scenes, seed=args.seed, start_layers=start_layers,
+                                size=int(model.data_config.input_size[-1]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(E.markdown_report(result, model_name))
     (out / "results.json").write_text(json.dumps(E.result_dict(result), indent=2) + "\n")
@@ -72,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     written = [out / "results.md", out / "results.json", out / "figure.png"]
     written += _curves_figure(result, model_name, out)
     print(result.table())
-    print(f"\n{len(result.samples)} explained objects in {result.scenes} scenes, {time.time() - started:.0f}s; "
-          f"wrote {', '.join(str(p) for p in written)}")
+    print(f"\n{len(result.samples)} explained objects in {result.scenes} scenes, {runtime.world_size} process(es), "
+          f"{time.time() - started:.0f}s; wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
