@@ -23,14 +23,17 @@ WNIDS = [f"n{index:08d}" for index in range(len(SHAPE_CLASSES))]
 SIZES = [(80, 96), (64, 64), (100, 70), (72, 88)]
 
 
-def write_imagenet_val(root: Path, count: int, seed: int = 30_000_000) -> list[tuple[Path, int]]:
-    """``count`` one-object scenes as an ImageNet val folder; returns (path, label) in the reader's order."""
+def write_imagenet_val(root: Path, count: int, seed: int = 30_000_000,
+                       mislabelled: tuple[int, ...] = ()) -> list[tuple[Path, int]]:
+    """``count`` one-object scenes as an ImageNet val folder; returns (path, label) in the reader's order. The
+    scenes numbered in ``mislabelled`` go to the folder of the next class, so that their label is not what the
+    model sees (their target-class maps differ from their predicted-class maps)."""
     items = []
     for wnid in WNIDS:  # every class has its folder, as in the real layout (labels are sorted folder positions)
         (root / "val" / wnid).mkdir(parents=True, exist_ok=True)
     for i in range(count):
         scene = render_scene(seed + i, 64, n_objects=1)
-        label = scene.labels[0]
+        label = (scene.labels[0] + (1 if i in mislabelled else 0)) % len(SHAPE_CLASSES)
         height, width = SIZES[i % len(SIZES)]
         folder = root / "val" / WNIDS[label]
         folder.mkdir(parents=True, exist_ok=True)

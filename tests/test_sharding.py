@@ -93,3 +93,25 @@ def test_only_rank_zero_merges(tmp_path):
     assert run_shards(ShardPlan(6, 2), store, Runtime(rank=1, world_size=2), compute, progress=False) is None
     assert computed == [2]  # shard 1 of 0..2
     assert not (tmp_path / "shards" / "manifest.json").exists()  # rank 0 writes the manifest
+
+
+def test_rank_zero_merges_only_after_the_barrier(tmp_path):
+    """Rank 0 of 2 computes shard 0; shard 1 (the other rank's) appears while rank 0 waits at the barrier. Merging
+    before the barrier would find it missing."""
+    plan = ShardPlan(4, 2)
+    store = ShardStore(tmp_path / "shards", {})
+    events = []
+
+    class OtherRankFinishesDuringTheBarrier(Runtime):
+        def barrier(self):
+            events.append("barrier")
+            store.write(1, _squares(plan.indices(1)))
+
+    def compute(indices, advance):
+        events.append(f"shard {indices.start // 2}")
+        return _squares(indices)
+
+    merged = run_shards(plan, store, OtherRankFinishesDuringTheBarrier(rank=0, world_size=2), compute,
+                        progress=False, log=lambda _: None)
+    assert events == ["shard 0", "barrier"]
+    assert merged["index"].tolist() == [0, 1, 2, 3]
