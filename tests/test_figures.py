@@ -15,7 +15,7 @@ from relevance.adapter import ModelInfo, TextInputs
 from relevance.cli import main
 from relevance.evaluation import STEPS, make_normalize, multilabel_present, perturbation_auc, segmentation_statistics
 from relevance.explanation import Explanation, ImageMap, TextMap
-from relevance.figures import FIGURES, FigureRequest, list_figures, make_figure, write_figure
+from relevance.figures import FIGURES, list_figures, make_figure
 from relevance.figures.inputs import display_overlay
 from relevance.images import load_image
 from relevance.models.embedded import load_embedded
@@ -250,3 +250,21 @@ def test_image_text_figure_with_a_stand_in_model(monkeypatch):
     assert result.data["captions"] == ["a orange cross", "a green star", "a blue ring", "a red circle"]
     assert len(result.data["text_maps"]["gradient_rollout"]) == 4
     assert len(_pictures(result.figure)) == 4 * 2  # per caption: the image map and the token heatmap
+
+
+def test_a_figure_plugs_in_with_one_registry_entry(monkeypatch, tmp_path, capsys):
+    import sys
+    import types
+
+    import relevance.figures as figures
+    from relevance.figures.style import row_figure
+
+    module = types.ModuleType("toy_figure")
+    module.TITLE = "a toy"
+    module.make = lambda request: figures.FigureResult(
+        row_figure([("row", [np.zeros((10, 20, 3), np.uint8)])], column_widths=[2.0], title=request.texts[0]),
+        {"texts": request.texts})
+    monkeypatch.setitem(sys.modules, "toy_figure", module)
+    monkeypatch.setitem(figures.FIGURES, "toy", figures.FigureSpec("toy", "toy_figure", "a toy"))
+    assert main(["figures", "toy", "--texts", "hello", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.json", "toy.pdf", "toy.png"]

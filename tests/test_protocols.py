@@ -291,3 +291,24 @@ def test_the_shapes_benchmark_on_two_processes_equals_one(tmp_path, capsys):
     assert one == two and one["scenes"] == 4
     assert sorted(p.name for p in (tmp_path / "two" / "shards").iterdir()) == [
         "manifest.json", "shard-00000.npz", "shard-00001.npz"]
+
+
+def test_a_model_family_plugs_its_own_runner_in_with_one_registry_entry(monkeypatch, capsys):
+    """What the BERT and CLIP families will do: one Protocol entry and one model line; `--samples N --seed S` reach
+    their runner."""
+    import types
+
+    from relevance.cli import evaluate
+
+    seen = {}
+    runner = types.ModuleType("toy_reviews_runner")
+    runner.run = lambda args: seen.update(samples=args.samples, seed=args.seed, model=args.model) or 0
+    monkeypatch.setitem(sys.modules, "toy_reviews_runner", runner)
+    monkeypatch.setattr(evaluate, "PROTOCOLS", dict(evaluate.PROTOCOLS))
+    monkeypatch.setattr(evaluate, "MODEL_PROTOCOLS", dict(evaluate.MODEL_PROTOCOLS))
+    evaluate.register_protocol(evaluate.Protocol("reviews", "toy_reviews_runner", "the reviews world"),
+                               models=("toy-reviews-bert",))
+    assert main(["evaluate", "--model", "toy-reviews-bert", "--samples", "3", "--seed", "5"]) == 0
+    assert seen == {"samples": 3, "seed": 5, "model": "toy-reviews-bert"}
+    assert main(["evaluate", "--protocol", "reviews", "--model", "toy-reviews-bert", "--samples", "2"]) == 0
+    assert seen["samples"] == 2

@@ -68,6 +68,7 @@ def register_protocol(protocol: Protocol, models: tuple[str, ...] = ()) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every protocol (each runner uses those that apply to it); ``--help`` lists the protocols."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "protocols:\n" + "\n".join(f"  {p.name:<14}{p.summary}" for p in PROTOCOLS.values())
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
@@ -128,6 +129,7 @@ def choose_protocol(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the common options and hand over to the chosen protocol's runner; returns the exit status."""
     try:
         name = choose_protocol(args)
     except ValueError as problem:

@@ -18,6 +18,7 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``relevance figures`` (the figure registry's names are listed in ``--help``)."""
     from relevance.figures import FIGURES
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Draw the named figure(s) into ``--out``; 0 on success, 2 for usage errors and unavailable figures."""
     from relevance.figures import FIGURES, FigureRequest, FigureUnavailableError, make_figure, write_figure
 
     if args.list:

@@ -80,7 +80,8 @@ def perturbation_batch(model: Any, images01: Tensor, labels: Tensor, *, methods:
     if not steps or steps[0] != 0.0:
         raise ValueError("steps must start at 0 (the unperturbed image)")
     labels = labels.to(images01.device).long()
-    logits = _classify(model, normalize(images01))
+    pixels = normalize(images01)
+    logits = _classify(model, pixels)
     predicted = logits.argmax(-1)
     unperturbed = top1_correct(logits, labels)  # accuracy is always against the label (spec §5.3 step 4)
     rows: dict[str, np.ndarray] = {"label": as_numpy(labels).astype(np.int64),
@@ -92,7 +93,7 @@ def perturbation_batch(model: Any, images01: Tensor, labels: Tensor, *, methods:
             if not applies(method, which):
                 continue
             classes = predicted if which == "predicted" else labels
-            maps, _ = explained_maps(model, normalize(images01), method, classes, start_layers.get(method), size)
+            maps, _ = explained_maps(model, pixels, method, classes, start_layers.get(method), size)
             maps = torch.nan_to_num(maps)  # the reference min-max normalises first; only the order matters
             for test in TESTS:
                 hits = perturbation_hits(lambda x: _classify(model, x), images01, maps.to(images01.device), labels,

@@ -17,6 +17,7 @@ from relevance.evaluation.paper_numbers import PAPER_START_LAYER
 
 __all__ = [
     "DEFAULT_METHODS",
+    "as_numpy",
     "explained_maps",
     "markdown_table",
     "resolve_methods",

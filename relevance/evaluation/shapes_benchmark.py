@@ -28,6 +28,7 @@ import torch
 
 from relevance.data.shapes import SHAPE_CLASSES, Scene, render_scene
 from relevance.evaluation.localisation import class_specificity, mass_inside, pointing_game
+from relevance.evaluation.paper_numbers import PAPER_START_LAYER  # 1 for TA and rollout, 0 for gradient rollout
 from relevance.evaluation.perturbation import (
     STEPS,
     make_normalize,
@@ -39,8 +40,6 @@ from relevance.evaluation.segmentation import SegmentationAccumulator, segmentat
 
 RANDOM = "random"
 
-#: start_layer of the papers' quantitative scripts: 1 for TA and rollout (spec §5.2), 0 for gradient rollout.
-PAPER_START_LAYER = {"transformer_attribution": 1, "rollout": 1, "gradient_rollout": 0}
 
 #: Short column titles for the figure.
 SHORT_NAMES = {

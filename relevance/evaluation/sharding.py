@@ -2,14 +2,16 @@
 
 A protocol over ``N`` samples is cut into contiguous **shards** of ``shard_size`` samples (the last one may be
 shorter): shard ``k`` holds samples ``[k S, min((k + 1) S, N))``. Rank ``r`` of ``W`` processes computes the
-shards ``k`` with ``k mod W == r`` that are not done yet. A shard's results (arrays whose first axis runs over the
-shard's results: one row per sample, or per object of a shapes scene) go to ``<folder>/shard-00007.npz`` **atomically**: written to a temporary file in
-the same folder and renamed over the final name, so a shard file exists only when it is complete. A run that
+shards ``k`` with ``k mod W == r`` that are not done yet. A shard's results (arrays with one row per sample, or per
+object of a shapes scene) go to ``<folder>/shard-00007.npz`` **atomically**: written to a temporary file in the
+same folder and renamed over the final name, so a shard file exists only when it is complete. A run that
 dies is resumed by running the same command again: shards whose file exists are not computed again. After a
 barrier, rank 0 alone merges: the arrays of every shard are concatenated in shard order.
 
 Because batches are cut inside shards, never across them, every shard is computed the same way whichever process
-computes it, and the merged arrays (and every table computed from them) are identical for 1 and for W processes.
+computes it, and the merged arrays (and every table computed from them) are identical for 1 and for W processes, on
+the same kind of device and, on CPU, with the same number of threads per process (matrix products round
+differently with 1 and 2 threads; ``torchrun`` gives each of several processes one, ``OMP_NUM_THREADS=1``).
 The folder's ``manifest.json`` records the settings that shape the results (model, data, methods, shard and batch
 size, ...); shards written under other settings are refused instead of being mixed in.
 

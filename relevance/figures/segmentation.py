@@ -2,9 +2,9 @@
 
 First column: the input with its ground-truth mask outlined (white). Then one column per method: its map of the
 predicted class (min-max normalised, jet) with the outline of its mean-threshold mask (white), the binarisation the
-test scores; the JSON beside the pictures gives each cell's foreground IoU. ``relevance evaluate --protocol imagenet-seg``
-draws it for the first images of ``gtsegs_ijcv.mat``; offline it runs on held-out shapes scenes, the object of the
-predicted class being the ground truth.
+test scores; the JSON beside the pictures gives each cell's foreground IoU. ``relevance evaluate --protocol
+imagenet-seg`` draws it for the first images of ``gtsegs_ijcv.mat``; offline it runs on held-out shapes scenes, the
+object of the predicted class being the ground truth.
 """
 
 from __future__ import annotations

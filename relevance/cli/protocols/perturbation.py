@@ -19,6 +19,7 @@ PROTOCOL = "perturbation"
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run Table 2 on this process's shards; rank 0 merges and writes the outputs. Returns the exit status."""
     from relevance.evaluation.sharding import init_runtime
 
     from relevance.evaluation.sharding import ShardMismatchError

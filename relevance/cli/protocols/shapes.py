@@ -34,6 +34,7 @@ def _load(name: str, device: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the shapes benchmark on this process's shards; rank 0 merges and writes the outputs (exit status)."""
     from relevance.evaluation.sharding import ShardMismatchError, init_runtime
 
     try:
