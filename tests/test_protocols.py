@@ -312,3 +312,14 @@ def test_a_model_family_plugs_its_own_runner_in_with_one_registry_entry(monkeypa
     assert seen == {"samples": 3, "seed": 5, "model": "toy-reviews-bert"}
     assert main(["evaluate", "--protocol", "reviews", "--model", "toy-reviews-bert", "--samples", "2"]) == 0
     assert seen["samples"] == 2
+
+
+def test_the_evaluation_library_imports_no_model_demo_gradio_or_plotting_code():
+    modules = ["relevance.evaluation", "relevance.evaluation.sharding", "relevance.evaluation.protocols",
+               "relevance.evaluation.segmentation_protocol", "relevance.evaluation.perturbation_protocol",
+               "relevance.evaluation.paper_numbers", "relevance.evaluation.shapes_benchmark"]
+    code = (f"import sys; [__import__(m) for m in {modules!r}]; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'demos', 'models', 'matplotlib') "
+            "or m.startswith('relevance.models') or m.startswith('relevance.figures')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"

@@ -95,10 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explained", choices=["predicted", "target", "both"], default="both",
                         help="perturbation: explain the predicted class, the ground-truth (target) class, or both "
                              "(Table 2 has both; default)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
     parser.add_argument("--shard-size", type=int, default=500,
-                        help="samples per shard of the dataset protocols (the unit of resumption and of the work "
-                             "split between processes; default 500)")
+                        help="samples (scenes for 'shapes') per shard: the unit of resumption and of the work split "
+                             "between processes (default 500)")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loading worker processes (default: 4 on CUDA, 0 on CPU)")
     parser.add_argument("--no-random", action="store_true", help="shapes: leave out the random-map reference row")

@@ -1,8 +1,9 @@
-"""What the ImageNet protocols' runners share: the model, the preprocessing, the methods, the sharded loop.
+"""What the dataset protocols' runners share: the model, the preprocessing, the methods, the sharded loop.
 
-Each runner (``imagenet_seg``, ``perturbation``) gives a dataset of ``(image01, target)`` pairs and a batch function
-``(images01 on the device, targets) -> {name: one row per image}``; :func:`run_sharded` cuts the dataset into shards,
-computes this process's share (batches never cross a shard), and returns the merged rows on rank 0.
+Each runner (``imagenet_seg``, ``perturbation``) gives a dataset of ``(input, target)`` pairs and a batch function
+``(inputs, targets) -> {name: one row per sample}`` (image tensors arrive on the process's device; a text
+protocol's strings as they are); :func:`run_sharded` cuts the dataset into shards, computes this process's share
+(batches never cross a shard), and returns the merged rows on rank 0.
 """
 
 from __future__ import annotations
@@ -78,9 +79,12 @@ def _batches(dataset: torch.utils.data.Dataset, indices: range, batch_size: int,
 
 
 def run_sharded(args: argparse.Namespace, runtime: Runtime, dataset: torch.utils.data.Dataset,
-                batch: Callable[[torch.Tensor, torch.Tensor], Mapping[str, np.ndarray]],
+                batch: Callable[[Any, torch.Tensor], Mapping[str, np.ndarray]],
                 manifest: Mapping[str, Any], out: Path) -> dict[str, np.ndarray] | None:
     """Run ``batch`` over ``dataset`` in shards (``<out>/shards``); the merged rows on rank 0, else ``None``.
+
+    ``args`` supplies ``samples`` (the first N, default all), ``shard_size``, ``batch_size``, ``workers`` and
+    ``no_progress``; ``manifest`` the settings that shape the results (``protocol`` names the progress bar).
 
     Every shard also stores ``index``, the dataset index of each row; the merged rows are checked to cover
     ``0 .. N-1`` in order.
@@ -94,8 +98,10 @@ def run_sharded(args: argparse.Namespace, runtime: Runtime, dataset: torch.utils
 
     def compute(indices: range, advance: Callable[[int], Any]) -> dict[str, np.ndarray]:
         parts: list[Mapping[str, np.ndarray]] = []
-        for images01, targets in _batches(dataset, indices, args.batch_size, workers):
-            parts.append(batch(images01.to(runtime.device), targets))
+        for inputs, targets in _batches(dataset, indices, args.batch_size, workers):
+            if isinstance(inputs, torch.Tensor):  # images; a text protocol's batch gets its strings as they are
+                inputs = inputs.to(runtime.device)
+            parts.append(batch(inputs, targets))
             advance(len(targets))
         rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         rows["index"] = np.arange(indices.start, indices.stop, dtype=np.int64)
