@@ -20,15 +20,27 @@ def model():
     return load_embedded()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny model runs fastest on one thread (and far faster than on two when other work shares the CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_samples_is_the_same_option_as_scenes():
     import argparse
 
     from relevance.cli import evaluate
 
+    from relevance.cli.protocols import shapes
+
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
-    assert parser.parse_args(["--samples", "7"]).scenes == parser.parse_args(["--scenes", "7"]).scenes == 7
-    assert parser.parse_args([]).scenes == 200
+    assert parser.parse_args(["--samples", "7"]).samples == parser.parse_args(["--scenes", "7"]).samples == 7
+    assert parser.parse_args([]).samples is None and shapes.DEFAULT_SCENES == 200  # each protocol's own default
+    assert evaluate.choose_protocol(parser.parse_args([])) == "shapes"  # the embedded model runs its own world
 
 
 def _table_cell(row: str, header: str, column: str) -> str:
@@ -73,6 +85,7 @@ def test_evaluate_end_to_end(tmp_path, capsys):
         metrics = methods[name]["metrics"]
         assert metrics["auc_negative"]["mean"] > metrics["auc_positive"]["mean"] + 40, name
         assert metrics["mass"]["mean"] > 3 * methods["random"]["metrics"]["mass"]["mean"], name
+    assert (out / "perturbation.png").is_file() and (out / "perturbation.pdf").is_file()  # the curves, AUCs in legends
     with Image.open(out / "figure.png") as figure:
         assert figure.width > 8 * 128 and figure.height >= 2 * 128  # 2 rows x (input + 8 columns)
         assert figure.mode == "P"  # palette PNG

@@ -1,4 +1,4 @@
-"""The ``relevance`` command line: ``relevance explain | evaluate | views | flows | demo``.
+"""The ``relevance`` command line: ``relevance explain | evaluate | figures | views | flows | demo``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the chosen subcommand's module is imported (``relevance --help`` imports none of them), so
@@ -17,7 +17,8 @@ from typing import Sequence
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("relevance.cli.explain", "write relevance overlays for image files or folders"),
-    "evaluate": ("relevance.cli.evaluate", "score explanation methods (perturbation / segmentation tests)"),
+    "evaluate": ("relevance.cli.evaluate", "score explanation methods (the papers' tables, the shapes benchmark)"),
+    "figures": ("relevance.cli.figures", "draw the papers' figures as PNG and PDF"),
     "views": ("relevance.cli.views", "write attention views: head, model, neuron (HTML) or the layers x heads grid"),
     "flows": ("relevance.cli.flows", "write attention flows of one model, or two compared (HTML and PNG)"),
     "demo": ("demos.app", "start the interactive Gradio demo"),

@@ -1,103 +1,153 @@
-"""``relevance evaluate``: score every explanation method on held-out scenes of the shapes world.
+"""``relevance evaluate``: the papers' evaluation protocols, from the shapes world to ImageNet at scale.
 
-Prints a Markdown table of methods x metrics (pointing game, mass in the object, class specificity,
-the §5.2 segmentation metrics, the §5.3 perturbation AUCs) and writes ``results.md``,
-``results.json`` and ``figure.png`` (scenes x methods with overlays) to ``--out``.
-See :mod:`relevance.evaluation.shapes_benchmark` for the protocol.
+``--protocol NAME`` picks a runner from :data:`PROTOCOLS`; without it the model picks (:data:`MODEL_PROTOCOLS`: the
+embedded ``shapes-vit``, or a folder written by ``demos/train_shapes.py``, runs the shapes-world benchmark).
+
+* ``shapes``: every method on held-out scenes of the shapes world (``--samples N --seed S``).
+* ``imagenet-seg --data gtsegs_ijcv.mat``: CVPR 2021 Table 1 (spec §5.2).
+* ``perturbation --data IMAGENET_VAL_DIR``: CVPR 2021 Table 2 (spec §5.3).
+* ``eraser --data MOVIES_DIR``: the CVPR 2021 token-F1 curve (spec §5.4), once the BERT family is installed.
+
+The dataset protocols run batched on a GPU (``--device cuda``) and sharded over processes and machines with
+``torchrun --nproc-per-node N -m relevance evaluate ...``; a run that dies resumes where it stopped (see
+:mod:`relevance.evaluation.sharding`).
+
+Adding a protocol (the text and image-text families): write ``relevance/cli/protocols/<name>.py`` with
+``run(args) -> int`` (the options are those of :func:`add_arguments`), and register it here with one
+:class:`Protocol` entry in :data:`PROTOCOLS` and, for an embedded model with its own synthetic world, one line
+in :data:`MODEL_PROTOCOLS` (``"reviews-bert": "reviews"``, ``"shapes-clip": "grounding"``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """An evaluation protocol: its runner module (``run(args) -> int``), one line of help, what ``--data`` names."""
+
+    name: str
+    module: str
+    summary: str
+    data: str | None = None
+    needs: str | None = None  # what must be installed, said when the runner module is missing
+
+
+#: Every protocol ``--protocol`` accepts.
+PROTOCOLS: dict[str, Protocol] = {
+    protocol.name: protocol
+    for protocol in (
+        Protocol("shapes", "relevance.cli.protocols.shapes",
+                 "every method on held-out scenes of the shapes world (localisation, §5.2, §5.3)"),
+        Protocol("imagenet-seg", "relevance.cli.protocols.imagenet_seg",
+                 "CVPR 2021 Table 1: ImageNet-Segmentation pixel accuracy, mAP, mIoU (spec §5.2)",
+                 data="gtsegs_ijcv.mat"),
+        Protocol("perturbation", "relevance.cli.protocols.perturbation",
+                 "CVPR 2021 Table 2: positive / negative perturbation AUC on ImageNet val (spec §5.3)",
+                 data="IMAGENET_VAL_DIR"),
+        Protocol("eraser", "relevance.cli.protocols.eraser",
+                 "CVPR 2021 ERASER Movie Reviews token-F1 over k (spec §5.4)", data="MOVIES_DIR",
+                 needs="the BERT family (relevance.models.bert) and relevance.evaluation.rationales"),
+    )
+}
+
+#: Models that run their own protocol when ``--protocol`` is not given.
+MODEL_PROTOCOLS: dict[str, str] = {"shapes-vit": "shapes"}
+
+
+def register_protocol(protocol: Protocol, models: tuple[str, ...] = ()) -> None:
+    """Add a protocol (and the models whose default it is) to the registry."""
+    PROTOCOLS[protocol.name] = protocol
+    for model in models:
+        MODEL_PROTOCOLS[model] = protocol.name
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="shapes-vit",
-                        help="'shapes-vit' (the embedded model, default) or a folder with config.json and "
-                             "model.safetensors written by demos/train_shapes.py")
-    parser.add_argument("--scenes", "--samples", dest="scenes", type=int, default=200, metavar="N",
-                        help="number of held-out scenes (default 200); --samples N is the same (the name the "
-                             "text evaluations will share)")
+    """The options of every protocol (each runner uses those that apply to it); ``--help`` lists the protocols."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "protocols:\n" + "\n".join(f"  {p.name:<14}{p.summary}" for p in PROTOCOLS.values())
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
+                        help="the protocol to run (default: the model's own, e.g. 'shapes' for shapes-vit)")
+    parser.add_argument("--model", default=None,
+                        help="a model name (relevance.models.list_models(): 'shapes-vit', a timm ViT/DeiT name) or, "
+                             "for 'shapes', a folder written by demos/train_shapes.py. Default: shapes-vit; for the "
+                             "ImageNet protocols the paper's ViT-B/16 (vit_base_patch16_224.orig_in21k_ft_in1k)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="local weights for --model (.safetensors, or .pth/.pt/.bin loaded with weights_only)")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="the dataset on disk: gtsegs_ijcv.mat (imagenet-seg), the ImageNet val folder "
+                             "(perturbation), the ERASER movies folder (eraser)")
+    parser.add_argument("--scenes", "--samples", dest="samples", type=int, default=None, metavar="N",
+                        help="samples to evaluate: held-out scenes for 'shapes' (default 200); the first N of the "
+                             "dataset for the dataset protocols (default: all)")
     parser.add_argument("--seed", type=int, default=10_000_000,
-                        help="first held-out scene seed (default 10000000, far from the training seeds)")
+                        help="first held-out scene seed of synthetic worlds (default 10000000, far from training)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods (default: all seven); see relevance.list_methods()")
+                        help="comma-separated methods (default: all); see relevance.list_methods()")
     parser.add_argument("--start-layer", type=int, default=None,
                         help="start_layer for transformer_attribution, rollout and gradient_rollout "
                              "(default: the papers' scripts, 1 for TA and rollout, 0 for gradient rollout)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--no-random", action="store_true", help="leave out the random-map reference row")
-    parser.add_argument("--figure-rows", type=int, default=6, help="explained objects shown in figure.png")
-    parser.add_argument("--out", default="out/evaluate", help="folder for results.md, results.json, figure.png")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--explained", choices=["predicted", "target", "both"], default="both",
+                        help="perturbation: explain the predicted class, the ground-truth (target) class, or both "
+                             "(Table 2 has both; default)")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
+    parser.add_argument("--shard-size", type=int, default=500,
+                        help="samples (scenes for 'shapes') per shard: the unit of resumption and of the work split "
+                             "between processes (default 500)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loading worker processes (default: 4 on CUDA, 0 on CPU)")
+    parser.add_argument("--no-random", action="store_true", help="shapes: leave out the random-map reference row")
+    parser.add_argument("--figure-rows", type=int, default=6, help="rows of the example figures")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default out/evaluate for shapes, out/evaluate-<protocol> otherwise)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda (under torchrun each process takes cuda:LOCAL_RANK) or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _load(name: str, device: str):
-    from relevance.models.embedded import EMBEDDED_NAME, load_embedded
+def error(message: str) -> int:
+    """Print a usage error of ``relevance evaluate`` and return its exit status (2)."""
+    print(f"relevance evaluate: error: {message}", file=sys.stderr)
+    return 2
 
-    if name == EMBEDDED_NAME:
-        return load_embedded(device=device), name
-    path = Path(name)
-    if path.is_dir():
-        return load_embedded(device=device, directory=path), str(path)
-    raise ValueError(f"--model must be {EMBEDDED_NAME!r} or a folder written by demos/train_shapes.py "
-                     f"(the shapes world needs a model trained on it); got {name!r}")
+
+def choose_protocol(args: argparse.Namespace) -> str:
+    """The protocol to run: ``--protocol``, else the model's own, else ``shapes`` for a trained shapes folder."""
+    if args.protocol is not None:
+        return args.protocol
+    model = args.model or "shapes-vit"
+    if model in MODEL_PROTOCOLS:
+        return MODEL_PROTOCOLS[model]
+    if Path(model).is_dir():
+        return "shapes"
+    raise ValueError(f"choose a protocol for {model!r} with --protocol ({', '.join(PROTOCOLS)})")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image
-
-    import relevance
-    from relevance.evaluation import shapes_benchmark as E
-    from relevance.data import SHAPE_CLASSES
-
-    if args.scenes < 1 or args.batch_size < 1:
-        print("relevance evaluate: error: --scenes (--samples) and --batch-size must be positive", file=sys.stderr)
-        return 2
-    if args.seed < 0:
-        print("relevance evaluate: error: --seed must be non-negative", file=sys.stderr)
-        return 2
-    methods = None
-    if args.methods:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        try:
-            methods = [relevance.get_method(m).name for m in methods]
-        except ValueError as error:
-            print(f"relevance evaluate: error: {error}", file=sys.stderr)
-            return 2
+    """Check the common options and hand over to the chosen protocol's runner; returns the exit status."""
     try:
-        model, model_name = _load(args.model, args.device)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"relevance evaluate: error: {error}", file=sys.stderr)
-        return 2
-    if list(getattr(model, "class_names", None) or []) != list(SHAPE_CLASSES):
-        print("relevance evaluate: error: the model's classes are not the shapes world's "
-              f"{', '.join(SHAPE_CLASSES)}", file=sys.stderr)
-        return 2
-    if args.start_layer is not None and not 0 <= args.start_layer < len(model.blocks):
-        print(f"relevance evaluate: error: --start-layer must lie in 0..{len(model.blocks) - 1}", file=sys.stderr)
-        return 2
-    torch.manual_seed(0)
-    started = time.time()
-    result = E.evaluate(model, scenes=args.scenes, seed=args.seed, methods=methods, batch_size=args.batch_size,
-                        start_layer=args.start_layer, random_reference=not args.no_random,
-                        progress=not args.no_progress)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = E.markdown_report(result, model_name)
-    (out / "results.md").write_text(report)
-    (out / "results.json").write_text(json.dumps(E.result_dict(result), indent=2) + "\n")
-    grid = Image.fromarray(E.figure(model, result, rows=args.figure_rows))
-    # a 256-colour palette keeps the README figure small (~250 kB instead of ~700 kB)
-    grid.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
-        out / "figure.png", optimize=True)
-    print(result.table())
-    print(f"\n{len(result.samples)} explained objects in {result.scenes} scenes, "
-          f"{time.time() - started:.0f}s; wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'figure.png'}")
-    return 0
+        name = choose_protocol(args)
+    except ValueError as problem:
+        return error(str(problem))
+    protocol = PROTOCOLS[name]
+    if protocol.data is not None and args.data is None:
+        return error(f"--protocol {name} needs --data {protocol.data}")
+    for option in ("samples", "batch_size", "shard_size"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            return error(f"--{option.replace('_', '-')} must be positive")
+    if args.seed < 0:
+        return error("--seed must be non-negative")
+    try:
+        module = importlib.import_module(protocol.module)
+    except ModuleNotFoundError as missing:
+        if missing.name and (protocol.module.startswith(missing.name) or missing.name.startswith("relevance")):
+            needs = f": it needs {protocol.needs}" if protocol.needs else ""
+            return error(f"the '{name}' protocol is not available in this installation{needs}")
+        raise
+    return int(module.run(args))

@@ -26,6 +26,7 @@ from relevance.evaluation.perturbation import (
     perturbation_curve,
     perturbation_hits,
     perturbation_test,
+    removal_order,
     top1_correct,
 )
 from relevance.evaluation.segmentation import (
@@ -35,6 +36,8 @@ from relevance.evaluation.segmentation import (
     binarize,
     normalize_map,
     segmentation_ap,
+    segmentation_scores,
+    segmentation_statistics,
     segmentation_test,
 )
 
@@ -60,8 +63,11 @@ __all__ = [
     "perturbation_hits",
     "perturbation_test",
     "pointing_game",
+    "removal_order",
     "segmentation_ap",
     "segmentation_batches",
+    "segmentation_scores",
+    "segmentation_statistics",
     "segmentation_test",
     "top1_correct",
 ]

@@ -7,6 +7,7 @@ Protocol (``generate_visualizations.py`` + ``pertubation_eval_from_hdf5.py`` of 
 2. For every step p in 0.1 .. 0.9 the ``k = floor(H * W * p)`` pixels ranked highest by the map
    (positive test: most relevant removed first) or by ``-map`` (negative test: least relevant
    removed first) are **set to 0 in all channels of the [0, 1] image, before normalisation**.
+   Ties are broken by pixel index (:func:`removal_order`), the same on every device.
 3. The perturbed image is normalised and classified; a hit is decided by ``correct(logits,
    labels)``: top-1 against the ground-truth label for ImageNet (:func:`top1_correct`), or "the
    explained class is still predicted" (logit > 0, i.e. sigmoid > 0.5) for the multi-label shapes
@@ -30,6 +31,7 @@ __all__ = [
     "multilabel_present",
     "make_normalize",
     "perturb",
+    "removal_order",
     "perturbation_hits",
     "perturbation_curve",
     "perturbation_auc",
@@ -78,7 +80,30 @@ def _check(images01: torch.Tensor, maps: torch.Tensor) -> None:
         )
 
 
-def perturb(images01: torch.Tensor, maps: torch.Tensor, fraction: float, *, positive: bool) -> torch.Tensor:
+def removal_order(maps: torch.Tensor, *, positive: bool) -> torch.Tensor:
+    """Pixel indices (B, H*W), row-major, in the order the perturbation test removes them.
+
+    Parameters
+    ----------
+    maps:
+        (B, H, W) relevance at the image resolution (any scale; NaN counts as 0).
+    positive:
+        Most relevant first (the positive test) or least relevant first (the negative test).
+
+    Returns
+    -------
+    torch.Tensor
+        (B, H*W) int64. Ties go by pixel index (a stable sort), so the order, unlike ``torch.topk``'s, is the same
+        on every device and batch layout (the reference's ``topk`` leaves ties to the kernel).
+    """
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps.shape)}")
+    scores = torch.nan_to_num(maps.detach().reshape(maps.shape[0], -1), nan=0.0)
+    return torch.argsort(-scores if positive else scores, dim=1, stable=True)
+
+
+def perturb(images01: torch.Tensor, maps: torch.Tensor, fraction: float, *, positive: bool,
+            order: torch.Tensor | None = None) -> torch.Tensor:
     """Set the ``floor(H*W*fraction)`` pixels ranked first by the map to 0 (all channels).
 
     Args:
@@ -86,6 +111,7 @@ def perturb(images01: torch.Tensor, maps: torch.Tensor, fraction: float, *, posi
         maps: (B, H, W) relevance at the image resolution (any scale; only the ranking matters).
         fraction: share of pixels to remove, in [0, 1].
         positive: remove the most relevant pixels (True) or the least relevant (False).
+        order: the maps' :func:`removal_order` when already computed (the same for every fraction).
 
     Returns:
         a perturbed copy (B, 3, H, W).
@@ -98,10 +124,9 @@ def perturb(images01: torch.Tensor, maps: torch.Tensor, fraction: float, *, posi
     out = images01.clone()
     if k == 0:
         return out
-    scores = maps.reshape(b, h * w).float()
-    if not positive:
-        scores = -scores
-    idx = torch.topk(scores, k, dim=1).indices  # (B, k)
+    if order is None:
+        order = removal_order(maps, positive=positive)
+    idx = order[:, :k]  # (B, k)
     keep = torch.ones(b, h * w, dtype=images01.dtype, device=images01.device)
     keep.scatter_(1, idx.to(images01.device), 0.0)
     return out * keep.view(b, 1, h, w)
@@ -128,9 +153,10 @@ def perturbation_hits(
     labels = torch.as_tensor(labels).long().view(-1)
     if labels.numel() != images01.shape[0]:
         raise ValueError(f"need one label per image: {labels.numel()} labels for {images01.shape[0]} images")
+    order = removal_order(maps, positive=positive)
     cols = []
     for p in steps:
-        logits = classify(normalize(perturb(images01, maps, float(p), positive=positive)))
+        logits = classify(normalize(perturb(images01, maps, float(p), positive=positive, order=order)))
         cols.append(correct(logits, labels).bool().cpu())
     return torch.stack(cols, 1)
 

@@ -25,6 +25,8 @@ __all__ = [
     "normalize_map",
     "binarize",
     "segmentation_ap",
+    "segmentation_statistics",
+    "segmentation_scores",
     "SegmentationScores",
     "SegmentationAccumulator",
     "segmentation_test",
@@ -91,18 +93,80 @@ def binarize(maps01: torch.Tensor) -> torch.Tensor:
 def segmentation_ap(map01: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray) -> float:
     """The reference's per-image "2-class" AP: scores [1 - map, map] vs one-hot [1 - gt, gt], flattened.
 
+    ``1 - map`` is computed in the map's own precision (float32 maps: float32, as the reference's tensors), which
+    decides which scores of the two channels tie.
+
     Args:
         map01: (H, W) normalised relevance in [0, 1].
         mask: (H, W) ground truth, bool or {0, 1} (foreground = 1).
     """
-    m = _as_numpy(map01)
+    m = map01.detach().cpu().numpy() if isinstance(map01, torch.Tensor) else np.asarray(map01)
+    m = m if m.dtype in (np.float32, np.float64) else m.astype(np.float64)
     g = _as_numpy(mask)
     if m.shape != g.shape or m.ndim != 2:
         raise ValueError(f"map and mask must be equal (H, W) shapes, got {m.shape} and {g.shape}")
     g = (g > 0).astype(np.float64)
-    scores = np.stack([1.0 - m, m])
+    scores = np.stack([1 - m, m])
     truth = np.stack([1.0 - g, g])
     return average_precision(truth, scores)
+
+
+def segmentation_statistics(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-image statistics of the §5.2 test, from which every dataset-level score is a sum or a mean.
+
+    Parameters
+    ----------
+    maps:
+        (B, H, W) raw relevance maps at the mask resolution; each is min-max normalised here (a constant map
+        becomes zeros, NaN becomes 0) and binarised at its own mean.
+    masks:
+        (B, H, W) ground truth, bool or {0, 1} (foreground = 1); every pixel is labelled.
+
+    Returns
+    -------
+    dict
+        ``correct`` (B,) int64 pixels whose binarised map equals the truth; ``labelled`` (B,) int64 pixels;
+        ``intersection`` and ``union`` (B, 2) int64 per class (background, foreground); ``ap`` (B,) float64 the
+        per-image "2-class" average precision (:func:`segmentation_ap`).
+    """
+    maps = torch.as_tensor(maps)
+    masks = torch.as_tensor(masks)
+    if maps.ndim != 3 or masks.shape != maps.shape:
+        raise ValueError(
+            f"maps and masks must both be (B, H, W) of equal shape, got {tuple(maps.shape)} and {tuple(masks.shape)}"
+        )
+    maps01 = normalize_map(maps.cpu())
+    pred = binarize(maps01)
+    gt = masks.cpu() > 0
+    intersection = torch.stack([(~pred & ~gt).flatten(1).sum(1), (pred & gt).flatten(1).sum(1)], 1)
+    union = torch.stack([(~pred | ~gt).flatten(1).sum(1), (pred | gt).flatten(1).sum(1)], 1)
+    return {
+        "correct": (pred == gt).flatten(1).sum(1).numpy().astype(np.int64),
+        "labelled": np.full(maps.shape[0], gt[0].numel(), dtype=np.int64),
+        "intersection": intersection.numpy().astype(np.int64),
+        "union": union.numpy().astype(np.int64),
+        "ap": np.array([segmentation_ap(m, g) for m, g in zip(maps01, gt)], dtype=np.float64),
+    }
+
+
+def segmentation_scores(correct: np.ndarray, labelled: np.ndarray, intersection: np.ndarray, union: np.ndarray,
+                        ap: np.ndarray) -> "SegmentationScores":
+    """Dataset-level §5.2 scores (percent) from per-image statistics (:func:`segmentation_statistics`).
+
+    Pixel accuracy = sum correct / sum labelled; mIoU = mean over the two classes of sum intersection / sum union
+    (accumulated over the dataset, not per image); mAP = mean of the per-image APs.
+    """
+    if len(ap) == 0:
+        raise ValueError("no images")
+    inter = np.asarray(intersection, dtype=np.int64).sum(0)
+    uni = np.asarray(union, dtype=np.int64).sum(0)
+    iou = inter / np.maximum(uni, 1)
+    return SegmentationScores(
+        pixel_accuracy=100.0 * int(np.sum(correct, dtype=np.int64)) / int(np.sum(labelled, dtype=np.int64)),
+        miou=100.0 * float(iou.mean()),
+        map=100.0 * float(sum(np.asarray(ap, dtype=np.float64).tolist())) / len(ap),
+        images=int(len(ap)),
+    )
 
 
 @dataclass(frozen=True)
@@ -132,23 +196,14 @@ class SegmentationAccumulator:
     images: int = 0
 
     def update(self, maps: torch.Tensor, masks: torch.Tensor) -> None:
-        maps = torch.as_tensor(maps)
-        masks = torch.as_tensor(masks)
-        if maps.ndim != 3 or masks.shape != maps.shape:
-            raise ValueError(
-                f"maps and masks must both be (B, H, W) of equal shape, got {tuple(maps.shape)} and {tuple(masks.shape)}"
-            )
-        maps01 = normalize_map(maps)
-        pred = binarize(maps01)
-        gt = masks > 0
-        self.correct += int((pred == gt).sum())
-        self.labelled += int(gt.numel())  # every pixel of the binary ground truth is labelled
-        for cls, (p, g) in enumerate(((~pred, ~gt), (pred, gt))):
-            self.intersection[cls] += int((p & g).sum())
-            self.union[cls] += int((p | g).sum())
-        for m, g in zip(maps01, gt):
-            self.ap_sum += segmentation_ap(m, g)
-        self.images += int(maps.shape[0])
+        stats = segmentation_statistics(maps, masks)
+        self.correct += int(stats["correct"].sum())
+        self.labelled += int(stats["labelled"].sum())
+        self.intersection += stats["intersection"].sum(0)
+        self.union += stats["union"].sum(0)
+        for ap in stats["ap"].tolist():  # one image at a time, as the reference accumulates
+            self.ap_sum += ap
+        self.images += int(stats["ap"].shape[0])
 
     def compute(self) -> SegmentationScores:
         if self.images == 0:

@@ -28,6 +28,7 @@ import torch
 
 from relevance.data.shapes import SHAPE_CLASSES, Scene, render_scene
 from relevance.evaluation.localisation import class_specificity, mass_inside, pointing_game
+from relevance.evaluation.paper_numbers import PAPER_START_LAYER  # 1 for TA and rollout, 0 for gradient rollout
 from relevance.evaluation.perturbation import (
     STEPS,
     make_normalize,
@@ -35,12 +36,10 @@ from relevance.evaluation.perturbation import (
     perturbation_auc,
     perturbation_hits,
 )
-from relevance.evaluation.segmentation import SegmentationAccumulator, normalize_map, segmentation_ap
+from relevance.evaluation.segmentation import SegmentationAccumulator, segmentation_statistics
 
 RANDOM = "random"
 
-#: start_layer of the papers' quantitative scripts: 1 for TA and rollout (spec §5.2), 0 for gradient rollout.
-PAPER_START_LAYER = {"transformer_attribution": 1, "rollout": 1, "gradient_rollout": 0}
 
 #: Short column titles for the figure.
 SHORT_NAMES = {
@@ -193,20 +192,11 @@ def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.
     return _upsample(explanation.relevance, size)
 
 
-def evaluate(
-    model: torch.nn.Module,
-    *,
-    scenes: int = 200,
-    seed: int = 10_000_000,
-    methods: Sequence[str] | None = None,
-    batch_size: int = 32,
-    start_layer: int | None = None,
-    random_reference: bool = True,
-    progress: bool = True,
-) -> EvaluationResult:
-    """Score every method on the held-out scenes (see the module docstring)."""
+def resolve_methods(model: torch.nn.Module, methods: Sequence[str] | None, start_layer: int | None,
+                    random_reference: bool) -> tuple[list[str], dict[str, int]]:
+    """Canonical method names (plus the random reference) and the start layer of those that chain blocks (the
+    papers' scripts unless ``start_layer``; clipped to the model's depth)."""
     import relevance
-    from tqdm import tqdm
 
     names = list(methods) if methods else relevance.list_methods()
     names = [relevance.get_method(m).name for m in names]
@@ -218,53 +208,144 @@ def evaluate(
         if m != RANDOM and relevance.get_method(m).uses_start_layer:
             sl = PAPER_START_LAYER.get(m, 0) if start_layer is None else int(start_layer)
             start_layers[m] = min(sl, depth - 1)
+    return names, start_layers
+
+
+def evaluate_scenes(
+    model: torch.nn.Module,
+    scenes: range,
+    *,
+    seed: int,
+    methods: Sequence[str],
+    start_layers: dict[str, int],
+    batch_size: int = 32,
+    advance=None,
+) -> dict[str, np.ndarray]:
+    """Per-sample results on the held-out scenes ``seed + scenes.start .. seed + scenes.stop - 1``.
+
+    Parameters
+    ----------
+    model:
+        The shapes model.
+    scenes:
+        Scene offsets from ``seed`` (a shard of the evaluation).
+    seed:
+        Seed of scene 0.
+    methods, start_layers:
+        From :func:`resolve_methods` (the random reference draws its noise from a generator seeded with
+        ``seed + scenes.start``).
+    batch_size:
+        Samples per batch (batches never cross ``scenes``).
+    advance:
+        Called with the number of scenes done after each batch (a progress bar's ``update``).
+
+    Returns
+    -------
+    dict
+        One row per explained object: ``scene``, ``label``, ``unperturbed`` (the class is predicted) and per method
+        ``"<method>.<key>"`` for the per-sample metrics (:data:`METRICS` but pixel accuracy and mIoU), the §5.2
+        counts (``correct``, ``labelled``, ``intersection``, ``union``) and the hits of both perturbation tests
+        (``hits_positive``, ``hits_negative``: (n, 10) bool).
+    """
     config = model.data_config
     size = tuple(config.input_size)
     if size[0] != size[1]:
         raise ValueError(f"the shapes world is square; the model expects {size}")
     normalize = make_normalize(config.mean, config.std)
     device = next(model.parameters()).device
-    samples = held_out_samples(scenes, seed, size[0])
+    samples = held_out_samples(len(scenes), seed + scenes.start, size[0])
     grid = getattr(getattr(model, "config", None), "grid_size", (8, 8))
     tolerance = 0.5 * size[0] / grid[0]  # half a patch
-    scores = {m: MethodScores() for m in names}
-    generator = torch.Generator().manual_seed(seed)
-    unperturbed: list[torch.Tensor] = []
+    generator = torch.Generator().manual_seed(seed + scenes.start)
+    parts: dict[str, list[np.ndarray]] = {}
+
+    def add(key: str, values) -> None:
+        parts.setdefault(key, []).append(np.asarray(torch.as_tensor(values).cpu().numpy()))
 
     @torch.no_grad()
     def classify(x: torch.Tensor) -> torch.Tensor:
         return model(x.to(device)).float().cpu()
 
-    batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
-    bar = tqdm(total=len(batches) * len(names), desc="evaluate", unit="batch x method", disable=not progress,
-               file=sys.stderr)
-    for batch in batches:
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start:start + batch_size]
         images01 = torch.stack([torch.from_numpy(s.scene.image.transpose(2, 0, 1).copy()) for s in batch]).float() / 255
         targets = torch.tensor([s.label for s in batch])
         target_masks = torch.from_numpy(np.stack([s.target_mask for s in batch]))
         other_masks = torch.from_numpy(np.stack([s.other_mask for s in batch]))
         pixels = normalize(images01).to(device)
-        unperturbed.append(multilabel_present(classify(pixels), targets))
-        for m in names:
+        add("scene", [s.scene.seed - seed for s in batch])
+        add("label", targets)
+        add("unperturbed", multilabel_present(classify(pixels), targets))
+        for m in methods:
             maps = relevance_maps(model, pixels, targets.to(device), m, start_layers.get(m, 0), generator).cpu()
-            sc = scores[m]
-            sc.add("pointing", pointing_game(maps, target_masks))
-            sc.add("pointing_tolerant", pointing_game(maps, target_masks, tolerance=tolerance))
-            sc.add("mass", mass_inside(maps, target_masks))
-            sc.add("specificity", class_specificity(maps, target_masks, other_masks))
-            sc.segmentation.update(maps, target_masks)
-            sc.add("map", [segmentation_ap(m01, g) for m01, g in zip(normalize_map(maps), target_masks)])
-            for positive, store in ((True, sc.hits_positive), (False, sc.hits_negative)):
+            add(f"{m}.pointing", pointing_game(maps, target_masks))
+            add(f"{m}.pointing_tolerant", pointing_game(maps, target_masks, tolerance=tolerance))
+            add(f"{m}.mass", mass_inside(maps, target_masks))
+            add(f"{m}.specificity", class_specificity(maps, target_masks, other_masks))
+            statistics = segmentation_statistics(maps, target_masks)
+            for key in ("correct", "labelled", "intersection", "union"):
+                add(f"{m}.{key}", statistics[key])
+            add(f"{m}.map", statistics["ap"])
+            for positive, test in ((True, "positive"), (False, "negative")):
                 hits = perturbation_hits(classify, images01, maps, targets, normalize=normalize, positive=positive,
                                          correct=multilabel_present)
-                store.append(hits)
-                sc.add("auc_positive" if positive else "auc_negative", [perturbation_auc(h.float()) for h in hits])
-            bar.update(1)
+                add(f"{m}.hits_{test}", hits)
+                add(f"{m}.auc_{test}", [perturbation_auc(h.float()) for h in hits])
+        if advance is not None:
+            done = {s.scene.seed for s in batch} - {s.scene.seed for s in samples[start + batch_size:]}
+            advance(len(done))
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def result_from_rows(rows: dict[str, np.ndarray], *, methods: Sequence[str], scenes: int, seed: int,
+                     start_layers: dict[str, int], size: int) -> EvaluationResult:
+    """The :class:`EvaluationResult` of the merged per-sample rows of :func:`evaluate_scenes`."""
+    samples = held_out_samples(scenes, seed, size)
+    if len(samples) != len(rows["label"]) or [s.label for s in samples] != rows["label"].tolist():
+        raise ValueError("the rows do not belong to these scenes")
+    scores = {}
+    for m in methods:
+        sc = MethodScores()
+        for key in ("pointing", "pointing_tolerant", "mass", "specificity", "map", "auc_positive", "auc_negative"):
+            sc.add(key, rows[f"{m}.{key}"])
+        sc.segmentation = SegmentationAccumulator(
+            correct=int(rows[f"{m}.correct"].sum()), labelled=int(rows[f"{m}.labelled"].sum()),
+            intersection=rows[f"{m}.intersection"].sum(0).astype(np.int64),
+            union=rows[f"{m}.union"].sum(0).astype(np.int64),
+            ap_sum=float(sum(rows[f"{m}.map"].tolist())), images=len(samples))
+        sc.hits_positive = [torch.from_numpy(rows[f"{m}.hits_positive"])]
+        sc.hits_negative = [torch.from_numpy(rows[f"{m}.hits_negative"])]
+        scores[m] = sc
+    return EvaluationResult(methods=list(methods), scores=scores, samples=samples, scenes=scenes, seed=seed,
+                            start_layers=dict(start_layers),
+                            unperturbed_accuracy=float(np.mean(rows["unperturbed"])))
+
+
+def evaluate(
+    model: torch.nn.Module,
+    *,
+    scenes: int = 200,
+    seed: int = 10_000_000,
+    methods: Sequence[str] | None = None,
+    batch_size: int = 32,
+    start_layer: int | None = None,
+    random_reference: bool = True,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Score every method on the held-out scenes (see the module docstring), in this process.
+
+    ``relevance evaluate`` runs the same computation in shards over processes (:func:`evaluate_scenes` per shard,
+    :func:`result_from_rows` on the merged rows); with one shard the two agree exactly.
+    """
+    from tqdm import tqdm
+
+    names, start_layers = resolve_methods(model, methods, start_layer, random_reference)
+    bar = tqdm(total=scenes, desc="evaluate", unit="scene", disable=not progress, file=sys.stderr)
+    rows = evaluate_scenes(model, range(scenes), seed=seed, methods=names, start_layers=start_layers,
+                           batch_size=batch_size, advance=bar.update)
     bar.close()
-    return EvaluationResult(
-        methods=names, scores=scores, samples=samples, scenes=scenes, seed=seed, start_layers=start_layers,
-        unperturbed_accuracy=float(torch.cat(unperturbed).float().mean()),
-    )
+    return result_from_rows(rows, methods=names, scenes=scenes, seed=seed, start_layers=start_layers,
+                            size=int(model.data_config.input_size[-1]))
 
 
 def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile: int = 128) -> np.ndarray:

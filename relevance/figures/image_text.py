@@ -1,0 +1,94 @@
+"""``relevance figures image-text``: one image against several captions (Chefer et al., ICCV 2021, CLIP figure).
+
+One row per caption: the image map and the caption's token heatmap, both explaining the image-caption similarity,
+for each method (default: gradient rollout, the ICCV 2021 method, and LeGrad where the engine has it).
+
+Extension point: it needs an image-text model, the CLIP family (``relevance.models.clip``, the embedded
+``shapes-clip``), which is not part of every installation. It is written against the engine's API
+(``relevance.explain(model, images, texts=captions, method=m)`` -> ``maps["image"]`` and ``maps["text"]``) and
+tested with a stand-in; once the family lands, check :data:`DEFAULT_MODEL` and :func:`default_captions` and add an
+offline test on the embedded model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from relevance.figures.inputs import FigureRequest, FigureResult, display_overlay, image_paths
+from relevance.figures.style import citation_caption, method_title, row_figure
+
+TITLE = "ICCV 2021 CLIP figure: one image against several captions, image map and token heatmap each"
+#: The embedded image-text model of the CLIP family.
+DEFAULT_MODEL = "shapes-clip"
+#: The default image: a held-out shapes scene with three objects.
+SHAPES_SCENE = "scene-20000001_orange-cross_green-star_blue-ring.png"
+_HEATMAP = dict(width=700, font_size=22, legend=False)
+
+
+def default_captions(image_name: str) -> list[str]:
+    """Captions for a shapes example named ``scene-<seed>_<colour>-<shape>_...png``: each object, and one absent."""
+    objects = [part.replace("-", " ") for part in Path(image_name).stem.split("_")[1:]]
+    return [f"a {o}" for o in objects] + ["a red circle"] if objects else ["a photo"]
+
+
+def load_image_text_model(request: FigureRequest) -> tuple[Any, str]:
+    from relevance.figures import FigureUnavailableError
+    from relevance.models import UnknownModelError, create
+
+    name = request.model or DEFAULT_MODEL
+    try:
+        return create(name, checkpoint=request.checkpoint, device=request.device, modality="image-text",
+                      quiet=True), name
+    except UnknownModelError as problem:
+        raise FigureUnavailableError(f"the image-text figure needs an image-text model ({name!r} is unknown here): "
+                                     "the CLIP family (relevance.models.clip, embedded shapes-clip) is not "
+                                     "installed") from problem
+
+
+def make(request: FigureRequest) -> FigureResult:
+    import relevance
+    import relevance.assets
+    from relevance.images import load_image
+
+    model, name = load_image_text_model(request)
+    path = (image_paths(request.inputs)[0] if request.inputs
+            else Path(relevance.assets.__file__).resolve().parent / "examples" / SHAPES_SCENE)
+    captions = list(request.texts or default_captions(path.name))
+    methods = list(request.methods or [m for m in ("gradient_rollout", "legrad") if m in relevance.list_methods()])
+    return image_text_figure(model, name, load_image(path), captions, methods)
+
+
+def image_text_figure(model: Any, model_name: str, image: Any, captions: Sequence[str],
+                      methods: Sequence[str]) -> FigureResult:
+    """Rows = captions; per method an image overlay and a token heatmap.
+
+    Returns
+    -------
+    FigureResult
+        ``data``: ``captions``, ``methods``, ``scores`` {method: per caption the explained similarity},
+        ``image_maps`` {method: (K, h, w)}, ``text_maps`` {method: per caption the token values}.
+    """
+    import relevance
+
+    explanations = {m: relevance.explain(model, [image] * len(captions), texts=list(captions), method=m)
+                    for m in methods}
+    rows = []
+    for k, caption in enumerate(captions):
+        pictures = []
+        for m in methods:
+            e = explanations[m]
+            pictures += [display_overlay(e.maps["image"], k), e.maps["text"].png(k, **_HEATMAP)]
+        score = float(explanations[methods[0]].scores[k])
+        rows.append((f"\"{caption}\"\nscore {score:.2f}", pictures))
+    titles = [t for m in methods for t in (f"{method_title(m)}: image", f"{method_title(m)}: text")]
+    text, _ = citation_caption(methods, width=10_000)
+    figure = row_figure(rows, column_widths=[1.5, 3.2] * len(methods), column_titles=titles, label_width=1.9,
+                        title=f"One image, {len(captions)} captions ({model_name})",
+                        caption="Each row explains the similarity of the image and its caption.\n" + text)
+    data = {"captions": list(captions), "methods": list(methods),
+            "scores": {m: e.scores.tolist() for m, e in explanations.items()},
+            "image_maps": {m: e.maps["image"].values.clone() for m, e in explanations.items()},
+            "text_maps": {m: [e.maps["text"].scores(k).tolist() for k in range(len(captions))]
+                          for m, e in explanations.items()}}
+    return FigureResult(figure, data, text)
