@@ -72,7 +72,8 @@ def _open_clip_blocks(transformer: nn.Module, where: str) -> tuple[int, int, int
             float(first.ln_1.eps), isinstance(first.ls_1, LayerScale))
 
 
-def _open_clip_vision(visual: nn.Module, embed_dim: int) -> VisionConfig:
+def _open_clip_vision(visual: nn.Module) -> tuple[VisionConfig, int]:
+    """The image tower's config and the embedding width."""
     from open_clip.transformer import VisionTransformer
 
     if not isinstance(visual, VisionTransformer):
@@ -82,7 +83,7 @@ def _open_clip_vision(visual: nn.Module, embed_dim: int) -> VisionConfig:
         raise UnsupportedModelError(f"cannot convert this CLIP model: {part} is not supported (ViT towers are)")
     _require(visual.attn_pool is None, "attentional pooling in the image tower (attn_pool, CoCa)")
     _require(visual.pool_type in ("tok", "avg"), f"image pool_type {visual.pool_type!r}")
-    _require(visual.proj is not None and visual.proj.shape[1] == embed_dim, "an image tower without projection")
+    _require(visual.proj is not None, "an image tower without projection")
     _require(visual.conv1.bias is None and visual.conv1.in_channels == 3, "the patch embedding")
     _require(isinstance(visual.ln_post, nn.LayerNorm), f"ln_post of type {type(visual.ln_post).__name__}")
     _require(isinstance(visual.ln_pre, (nn.LayerNorm, nn.Identity)), f"ln_pre of type {type(visual.ln_pre).__name__}")
@@ -92,7 +93,7 @@ def _open_clip_vision(visual: nn.Module, embed_dim: int) -> VisionConfig:
                         width=visual.conv1.out_channels, layers=depth, heads=heads, mlp_width=mlp_width,
                         activation=activation, norm_eps=eps, ln_pre=isinstance(visual.ln_pre, nn.LayerNorm),
                         pool="token" if visual.pool_type == "tok" else "avg",
-                        final_ln_after_pool=bool(visual.final_ln_after_pool), layer_scale=layer_scale)
+                        final_ln_after_pool=bool(visual.final_ln_after_pool), layer_scale=layer_scale), visual.proj.shape[1]
 
 
 def _open_clip_text(text: Any, embed_dim: int) -> tuple[TextConfig, str]:
@@ -152,8 +153,7 @@ def config_from_open_clip(model: nn.Module) -> tuple[CLIPConfig, str]:
         part = "CoCa (attentional pooling and a captioning decoder)" if name == "CoCa" else name
         raise UnsupportedModelError(f"cannot convert {part}: expected open_clip's CLIP (or CustomTextCLIP)")
     _require(getattr(model, "logit_bias", None) is None, "SigLIP's sigmoid head (logit_bias)")
-    embed_dim = model.visual.output_dim if hasattr(model.visual, "output_dim") else model.visual.proj.shape[1]
-    vision = _open_clip_vision(model.visual, embed_dim)
+    vision, embed_dim = _open_clip_vision(model.visual)
     text, prefix = _open_clip_text(model, embed_dim)
     return CLIPConfig(embed_dim=embed_dim, vision=vision, text=text), prefix
 

@@ -112,6 +112,8 @@ class OpenClipTokenizer(TextTokenizer):
         return list(self.bpe.encode(text))
 
     def token_string(self, token_id: int) -> str:
+        if token_id in (self.sot_id, self.eot_id):  # open_clip names them <start_of_text>, <end_of_text>
+            return START_TOKEN if token_id == self.sot_id else END_TOKEN
         return _readable(self.bpe.decoder[token_id])
 
 
