@@ -621,3 +621,90 @@ def load_weights(model: CLIP, path: str | Path) -> None:
         raise ValueError(f"checkpoint {path} does not match the architecture: missing {sorted(missing)[:8]}, "
                          f"unexpected {sorted(unexpected)[:8]}")
 
+
+
+# ------------------------------------------------------------------------------------------ registry names
+#: The hub CLIP that the image-text default prefers when its weights are cached or the hub answers.
+DEFAULT_HUB_MODEL = "openai/clip-vit-base-patch16"
+#: Hub CLIPs the registry lists (any Hugging Face ``CLIPModel`` repository works, and ``open_clip:<arch>/<tag>``).
+HUB_MODELS = ("openai/clip-vit-base-patch16", "openai/clip-vit-base-patch32", "openai/clip-vit-large-patch14")
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def recognizes(name: str) -> bool:
+    """Names of this family: ``open_clip:<architecture>[/<pretrained tag>]`` or a Hugging Face repository whose
+    name says CLIP (``openai/clip-vit-base-patch16``)."""
+    if name.startswith(OPEN_CLIP_PREFIX):
+        return True
+    return name.count("/") == 1 and "clip" in name.split("/")[1].lower()
+
+
+def create(name: str, pretrained: bool = True, checkpoint: str | Path | None = None, **kwargs: Any) -> CLIP:
+    """A CLIP by name, converted.
+
+    ``open_clip:<architecture>[/<tag>]`` (e.g. ``open_clip:ViT-B-16/openai``): open_clip builds the architecture
+    offline; weights come from ``checkpoint`` (a local ``.safetensors`` or ``weights_only`` torch file with
+    open_clip's names), else from the hub when ``pretrained`` and a tag is given (the local cache first, a download
+    only after a hub probe answered), else they are random. A Hugging Face repository (``openai/clip-vit-base-patch16``):
+    ``CLIPModel.from_pretrained`` from the cache, or after a probe; its tokenizer too when cached, else CLIP's
+    bundled vocabulary. ``kwargs`` go to ``open_clip.create_model``.
+    """
+    from relevance.models import hub
+
+    if name.startswith(OPEN_CLIP_PREFIX):
+        import open_clip
+
+        architecture, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
+        if architecture not in open_clip.list_models():
+            raise ValueError(f"unknown open_clip architecture {architecture!r}; see open_clip.list_models()")
+        if checkpoint is not None or not (pretrained and tag):
+            source = open_clip.create_model(architecture, pretrained=None, **kwargs)
+            if checkpoint is not None:
+                _load_open_clip_checkpoint(source, Path(checkpoint))
+        else:
+            hub.require_open_clip_weights(architecture, tag)
+            source = open_clip.create_model(architecture, pretrained=tag, **kwargs)
+        model = from_open_clip(source.eval())
+        model.info.name = name
+        return model
+    if checkpoint is not None:
+        raise ValueError(f"a local checkpoint needs an open_clip architecture: open_clip:<architecture> (got {name!r})")
+    from transformers import CLIPConfig as HFConfig, CLIPModel
+
+    hub.require_hf_repository(name)
+    source = CLIPModel.from_pretrained(name) if pretrained else CLIPModel(HFConfig.from_pretrained(name))
+    try:
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(name)
+    except Exception:  # noqa: BLE001 - no tokenizer files cached: CLIP's own vocabulary, bundled with open_clip
+        tokenizer = None
+    model = from_hf(source.eval(), tokenizer=tokenizer)
+    model.info.name = name
+    return model
+
+
+def _load_open_clip_checkpoint(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not match the architecture: missing {sorted(missing)[:8]}, "
+                         f"unexpected {sorted(unexpected)[:8]}")
+
+
+def _register() -> None:
+    from relevance.models.registry import Family, register_default, register_family
+
+    register_family(Family("clip", recognizes, create, lambda: list(HUB_MODELS)))
+    register_default("image-text", DEFAULT_HUB_MODEL, "shapes-clip")
+
+
+_register()

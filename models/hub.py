@@ -93,7 +93,13 @@ def cached_weights(name: str) -> Path | None:
 
 
 def weights_available(name: str) -> tuple[bool, str]:
-    """(available, reason) for the hub weights of timm model ``name``: cached, or the hub answers quickly."""
+    """(available, reason) for the hub weights of timm model ``name`` (or of a Hugging Face repository
+    ``owner/name``): cached, or the hub answers quickly."""
+    if "/" in name and ":" not in name:
+        if _hf_repository_cached(name):
+            return True, "cached locally"
+        reachable, reason = probe_once()
+        return (True, "hub reachable") if reachable else (False, f"no model hub reachable ({reason})")
     if cached_weights(name) is not None:
         return True, "cached locally"
     if _hub_source(name) is None:
@@ -123,3 +129,49 @@ def create_pretrained(name: str, **timm_kwargs) -> nn.Module:
         raise HubUnavailableError(f"cannot download weights for {name!r}: no model hub reachable ({reason}). "
                                   + offline_hint(name))
     return timm.create_model(name, pretrained=True, **timm_kwargs)
+
+
+# ------------------------------------------------------------------------------ Hugging Face repositories
+def _hf_repository_cached(repo: str) -> bool:
+    """Whether a transformers model repository's config and weights are in the local cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> bool:
+        found = try_to_load_from_cache(repo, filename)
+        return isinstance(found, str) and Path(found).is_file()
+
+    return cached("config.json") and (cached("model.safetensors") or cached("pytorch_model.bin"))
+
+
+def require_hf_repository(repo: str) -> None:
+    """Return when ``repo``'s weights are cached or the hub answers within seconds; else
+    :class:`HubUnavailableError`, saying how to work offline."""
+    if _hf_repository_cached(repo):
+        return
+    reachable, reason = probe()
+    if not reachable:
+        raise HubUnavailableError(f"cannot download {repo!r}: no model hub reachable ({reason}). To work offline, "
+                                  "use the embedded image-text model (`shapes-clip`), or convert a model you have "
+                                  "with relevance.models.clip.from_hf / from_open_clip.")
+
+
+def require_open_clip_weights(architecture: str, tag: str) -> None:
+    """As :func:`require_hf_repository`, for open_clip's pretrained weights ``architecture``/``tag``."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    config = get_pretrained_cfg(architecture, tag)
+    if not config:
+        raise HubUnavailableError(f"open_clip has no pretrained weights {architecture}/{tag}")
+    repo = str(config.get("hf_hub", "")).strip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, filename)
+            if isinstance(found, str) and Path(found).is_file():
+                return
+    reachable, reason = probe()
+    if not reachable:
+        raise HubUnavailableError(f"cannot download open_clip weights {architecture}/{tag}: no model hub reachable "
+                                  f"({reason}). To work offline, use the embedded image-text model (`shapes-clip`), "
+                                  f"or pass checkpoint= with a local file.")

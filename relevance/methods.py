@@ -234,13 +234,16 @@ def attention_gradcam(record: StreamRecord) -> Tensor:
     ``(E_h[w_h A_h])^+``, min-max normalised as the references return it.
 
     ``gradcam_weights="readout_row"`` (ViT reference): ``w_h`` averages the readout row's map entries and the
-    row is normalised over them. ``"whole_map"`` (BERT reference): ``w_h`` averages the whole (valid) map, which
-    is normalised as a whole before its readout row is read.
+    row is normalised over them. ``"whole_map"`` (BERT reference, and the ICCV 2021 generators, spec §4.8):
+    ``w_h`` averages the whole map over the non-padding tokens, prefix tokens included (an image's class token is
+    the only row a class-token model's score depends on), and the map is normalised as a whole before its readout
+    row is read.
     """
     attention, gradient = record.attention[-1], record.gradients[-1]
     columns = record.columns
     if record.options.gradcam_weights == "whole_map":
-        valid = (columns.unsqueeze(2) & columns.unsqueeze(1)).unsqueeze(1)  # (B, 1, N, N)
+        tokens = record.valid if record.valid is not None else columns
+        valid = (tokens.unsqueeze(2) & tokens.unsqueeze(1)).unsqueeze(1)  # (B, 1, N, N)
         weights = (gradient * valid).sum(dim=(2, 3), keepdim=True) / valid.sum(dim=(2, 3), keepdim=True)
         cam = (attention * weights).mean(dim=1).clamp(min=0)
         return readout_row(min_max(cam, valid[:, 0]), record.readout)

@@ -72,6 +72,34 @@ def test_gradient_rollout_start_layers_per_tower_and_broadcast_images(models64):
     assert (other.image_relevance - result.image_relevance).abs().max() > 1e-2 * result.image_relevance.abs().max()
 
 
+def test_attention_gradcam_weights_heads_by_the_whole_maps_mean_gradient(models64):
+    # spec §4.8, the ICCV 2021 generators' Grad-CAM: head weights are the mean gradient over the whole last map
+    # (every token: an image's class-token row is the only one its score depends on), (E_h[w_h A_h])^+, min-max
+    # over the whole map, then the readout row
+    model = models64["open_clip"]
+    pixels = images(1)
+    ids = model.tokenizer(TEXTS, 77)[:, :13]
+    result = relevance.explain(model, pixels, texts=ids, method="attention_gradcam")
+    with recording() as tape:
+        logits = model(pixels.expand(3, -1, -1, -1), ids)
+        last = {stream: tape.attention_of(stream)[-1] for stream in ("image", "text")}
+        gradients = dict(zip(last, torch.autograd.grad(logits.sum(), list(last.values()))))
+    valid_text = torch.arange(13)[None] <= model.pool_index(ids)[:, None]
+    for stream, rows in (("image", torch.zeros(3, dtype=torch.long)), ("text", model.pool_index(ids))):
+        attention, gradient = last[stream].detach(), gradients[stream]
+        valid = torch.ones(attention.shape[-1], dtype=torch.bool).expand(3, -1) if stream == "image" else valid_text
+        pairs = (valid[:, :, None] & valid[:, None, :])[:, None]
+        weights = (gradient * pairs).sum(dim=(2, 3), keepdim=True) / pairs.sum(dim=(2, 3), keepdim=True)
+        cam = (attention * weights).mean(dim=1).clamp(min=0)
+        low = cam.masked_fill(~pairs[:, 0], float("inf")).amin(dim=(1, 2), keepdim=True)
+        high = cam.masked_fill(~pairs[:, 0], -float("inf")).amax(dim=(1, 2), keepdim=True)
+        row = ((cam - low) / (high - low))[torch.arange(3), rows]
+        expected = row[:, 1:] if stream == "image" else row * valid
+        actual = result.image_relevance.flatten(1) if stream == "image" else result.text_relevance
+        torch.testing.assert_close(actual, expected[:, :actual.shape[1]], rtol=1e-10, atol=1e-12)
+        assert expected.abs().max() > 0.1  # not the all-zero map of weights read off the patch rows alone
+
+
 # ------------------------------------------------------------------------------------------------ LeGrad
 def legrad_reference(source, pixels: torch.Tensor, texts: list[str], layer_index: int = -2) -> torch.Tensor:
     """legrad-torch's maps (P, H, W) for one image against P prompts, run on a copy of the open_clip model.
@@ -199,8 +227,7 @@ def test_a_batch_of_pairs_gives_the_maps_of_each_pair_alone(models64, method):
         _same_maps(one_text, singles[index, 1], index)
         _same_maps(pairs, singles[index, index], index)
         torch.testing.assert_close(pairs.scores[index], singles[index, index].scores[0], rtol=1e-12, atol=0)
-    if method not in ("attention", "rollout", "attention_gradcam"):  # class-agnostic maps ignore the text (and
-        # Grad-CAM's clamp zeroes the maps of this random model, whose head weights are all negative)
+    if method not in ("attention", "rollout"):  # class-agnostic maps ignore the text
         assert (one_image.image_relevance[0] - one_image.image_relevance[1]).abs().max() > 0
 
 
