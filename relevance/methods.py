@@ -269,16 +269,16 @@ def legrad(record: StreamRecord) -> Tensor:
     (B, N), not normalised (the authors min-max normalise the upsampled sum for display, as
     :meth:`relevance.ImageMap.heatmaps` does).
 
-    The mean runs over the valid (non-padding) query rows, and entries the model masked out (attention exactly
-    0: the causal mask of a text tower) carry no gradient signal; image towers mask nothing, so there this is the
-    authors' mean over all rows and columns.
+    The mean runs over the valid (non-padding) query rows: for an image tower (nothing is padding) the authors'
+    mean over all rows. In a causal text tower pooled at its end-of-text token, each block's score reads only
+    that token's row of the block's attention, whose entries after it are padding (zero in the map).
     """
     total = None
     valid = record.valid if record.valid is not None else torch.ones_like(record.columns)
     rows = valid.to(record.attention[0].dtype)  # (B, N)
     count = rows.sum(dim=1, keepdim=True).clamp(min=1)
-    for attention, gradient in zip(record.attention, record.layer_gradients):
-        signal = torch.where(attention > 0, gradient.clamp(min=0), torch.zeros_like(gradient)).mean(dim=1)
+    for gradient in record.layer_gradients:
+        signal = gradient.clamp(min=0).mean(dim=1)
         layer = torch.einsum("bn,bnm->bm", rows, signal) / count
         total = layer if total is None else total + layer
     return total

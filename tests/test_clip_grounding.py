@@ -86,7 +86,8 @@ def test_grounding_end_to_end_on_the_trained_model(trained):
 def test_grounding_metrics_on_hand_made_maps():
     # a model stand-in whose maps are exactly the named object's mask: every localisation metric is perfect
     samples = grounding_samples(5, seed=2_000_000)
-    assert [s.scene.seed for s in samples][:2] == [2_000_000] * min(2, len(samples[0].scene.labels))
+    expected = [(seed, i) for seed in range(2_000_000, 2_000_010) for i in range(len(render_scene(seed, 64).labels))]
+    assert [(s.scene.seed, s.index) for s in samples] == expected[:5]  # every object of each scene, in turn
     assert all(isinstance(s, GroundingSample) and s.caption.startswith("a photo of a") for s in samples)
     from relevance.evaluation.localisation import class_specificity, mass_inside, pointing_game
 

@@ -93,7 +93,9 @@ def test_attention_gradcam_weights_heads_by_the_whole_maps_mean_gradient(models6
         cam = (attention * weights).mean(dim=1).clamp(min=0)
         low = cam.masked_fill(~pairs[:, 0], float("inf")).amin(dim=(1, 2), keepdim=True)
         high = cam.masked_fill(~pairs[:, 0], -float("inf")).amax(dim=(1, 2), keepdim=True)
-        row = ((cam - low) / (high - low))[torch.arange(3), rows]
+        span = high - low
+        scaled = torch.where(span > 0, (cam - low) / span.clamp(min=1e-300), torch.zeros_like(cam))  # constant: 0
+        row = scaled[torch.arange(3), rows]
         expected = row[:, 1:] if stream == "image" else row * valid
         actual = result.image_relevance.flatten(1) if stream == "image" else result.text_relevance
         torch.testing.assert_close(actual, expected[:, :actual.shape[1]], rtol=1e-10, atol=1e-12)
@@ -144,6 +146,36 @@ def test_legrad_equals_the_authors_package(legrad_source, dtype, tolerance):
     every = relevance.explain(model, pixels, texts=TEXTS, method="legrad", start_layer=0).heatmaps()
     assert (every - legrad_reference(source, pixels, TEXTS, layer_index=0)).abs().max() < tolerance
     assert (every - expected).abs().max() > 0.05
+
+
+def test_legrad_on_the_text_tower_is_each_blocks_end_of_text_prediction(models64):
+    # the text side (not in LeGrad's paper, which explains images): each block's output at the end-of-text token
+    # through ln_final and the projection, against the image embedding; the gradient with respect to the block's
+    # attention, clamped, averaged over heads and the text's tokens, summed over the last two blocks (only the
+    # end-of-text row carries gradient, and its entries after the end are padding)
+    import torch.nn.functional as F
+
+    model = models64["open_clip"]
+    pixels, ids = images(1).expand(2, -1, -1, -1), model.tokenizer(TEXTS[1:], 77)[:, :13]
+    result = relevance.explain(model, pixels[:1], texts=ids, method="legrad")
+    eot = model.pool_index(ids)
+    with recording() as tape:
+        image = F.normalize(model.encode_image(pixels), dim=-1).detach()
+        model.encode_text(ids)
+        outputs, attention = tape.block_inputs["text"], tape.attention_of("text")
+        total = 0
+        for block in (1, 2):
+            pooled = model.ln_final(outputs[block + 1][torch.arange(2), eot]) @ model.text_projection
+            scores = model.logit_scale.exp() * (F.normalize(pooled, dim=-1) * image).sum(-1)
+            (gradient,) = torch.autograd.grad(scores.sum(), attention[block], retain_graph=True)
+            assert (gradient[torch.arange(2), :, eot].abs().sum() > 0) and \
+                (gradient.abs().sum(dim=(1, 3))[torch.arange(13)[None] != eot[:, None]] == 0).all()
+            signal = gradient.clamp(min=0).mean(dim=1)  # (2, L, L)
+            rows = (torch.arange(13)[None] <= eot[:, None]).double()
+            total = total + torch.einsum("bn,bnm->bm", rows, signal) / rows.sum(dim=1, keepdim=True)
+    expected = total * rows
+    torch.testing.assert_close(result.text_relevance, expected[:, :result.text_relevance.shape[1]], rtol=1e-10,
+                               atol=1e-13)
 
 
 def test_legrad_on_a_vit_classifier_is_each_layers_own_prediction():
