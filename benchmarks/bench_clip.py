@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         target = f"<= {TARGETS[name]:g}" if name in TARGETS else ""
         print(f"{name:40s} {statistics.median(values):9.3f} {ratio:10.2f} {target:>7s}")
     ours = relevance.explain(model, image, texts=TEXTS, method="legrad").heatmaps()
-    difference = float((ours - legrad_torch()[0]).abs().max())
+    difference = float((ours - legrad_torch()[0].detach()).abs().max())
     print(f"\nlegrad vs legrad-torch (min-max maps): max |difference| {difference:.1e}; "
           f"legrad-torch / ours time: {statistics.median(times['legrad-torch']) / statistics.median(times.get('legrad', [float('nan')])):.2f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
