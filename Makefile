@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# lxt (the AttnLRP authors' package) is the reference of the attnlrp tests; its declared dependencies
 	# (bitsandbytes, open_clip, zennit, ...) are not needed for its explicit rules.
 	$(PY) -m pip install -q --no-deps "lxt==2.1"
+	# legrad-torch (the LeGrad authors' package) is the reference of the legrad tests; it pins open_clip <= 2.23,
+	# but its code runs with the current open_clip (the tests restore the sequence-first layout it was written for).
+	$(PY) -m pip install -q --no-deps "legrad-torch==1.1"
 	touch $(STAMP)
 
 demo: $(STAMP)

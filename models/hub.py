@@ -109,9 +109,9 @@ def cached_hf_repo(repo: str) -> bool:
 
 
 def weights_available(name: str) -> tuple[bool, str]:
-    """(available, reason) for the hub weights of ``name`` (a timm model, or a ``transformers`` repository
+    """(available, reason) for the hub weights of ``name`` (a timm model, a ``transformers`` repository
     ``owner/name``): cached, or the hub answers quickly."""
-    if "/" in name:  # a transformers repository id; timm names have no slash
+    if "/" in name and ":" not in name:  # a transformers repository id; timm names have no slash
         if cached_hf_repo(name):
             return True, "cached locally"
         reachable, reason = probe_once()
@@ -145,3 +145,38 @@ def create_pretrained(name: str, **timm_kwargs) -> nn.Module:
         raise HubUnavailableError(f"cannot download weights for {name!r}: no model hub reachable ({reason}). "
                                   + offline_hint(name))
     return timm.create_model(name, pretrained=True, **timm_kwargs)
+
+
+# ------------------------------------------------------------------------------ Hugging Face repositories
+def require_hf_repository(repo: str) -> None:
+    """Return when ``repo``'s weights are cached or the hub answers within seconds; else
+    :class:`HubUnavailableError`, saying how to work offline."""
+    if cached_hf_repo(repo):
+        return
+    reachable, reason = probe()
+    if not reachable:
+        raise HubUnavailableError(f"cannot download {repo!r}: no model hub reachable ({reason}). To work offline, "
+                                  "use the embedded image-text model (`shapes-clip`), or convert a model you have "
+                                  "with relevance.models.clip.from_hf / from_open_clip.")
+
+
+def require_open_clip_weights(architecture: str, tag: str) -> None:
+    """As :func:`require_hf_repository`, for open_clip's pretrained weights ``architecture``/``tag``."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    config = get_pretrained_cfg(architecture, tag)
+    if not config:
+        raise HubUnavailableError(f"open_clip has no pretrained weights {architecture}/{tag}")
+    repo = str(config.get("hf_hub", "")).strip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, filename)
+            if isinstance(found, str) and Path(found).is_file():
+                return
+    reachable, reason = probe()
+    if not reachable:
+        raise HubUnavailableError(f"cannot download open_clip weights {architecture}/{tag}: no model hub reachable "
+                                  f"({reason}). To work offline, use the embedded image-text model (`shapes-clip`), "
+                                  f"or pass checkpoint= with a local file.")

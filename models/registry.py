@@ -64,7 +64,7 @@ def register_default(modality: str, hub_name: str | None, embedded_name: str) ->
 
 def _ensure_registered() -> None:
     # importing a family's module registers it; the families import their libraries lazily
-    from relevance.models import bert, embedded, reviews, vit  # noqa: F401
+    from relevance.models import bert, clip, embedded, reviews, shapes_clip, vit  # noqa: F401
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -293,6 +293,11 @@ class ViTAdapter(Adapter):
     def forward(self, batch: Batch) -> Tensor:
         return self.module(batch.inputs["images"])
 
+    def output_from_layer(self, stream: str, layer: int, tokens: Tensor, batch: Batch, output: Tensor) -> Tensor:
+        """The logits (B, C) computed from the tokens leaving block ``layer`` (B, N, D) through the final norm, the
+        model's own pooling and the classifier head: LeGrad's per-layer prediction of a classifier."""
+        return self.module._head(self.module.norm(tokens))
+
     def domain_warnings(self, batch: Batch) -> list[str]:
         check = self.info.in_domain
         if check is None or batch.images is None or batch.images.originals is None:

@@ -108,7 +108,9 @@ class Batch:
         What each token stream came from, by stream name: :class:`ImageInputs` or :class:`TextInputs` (e.g.
         ``{"image": ..., "text": ...}`` for image-text pairs, ``{"text": ..., "text_pair": ...}`` for text pairs).
     extras:
-        Anything else the adapter wants to keep with the batch (e.g. zero-shot prompts).
+        Anything else the adapter wants to keep with the batch (e.g. zero-shot prompts). Keys without a leading
+        underscore are reported to the user (:attr:`relevance.Explanation.extras`); ``_``-keys stay private
+        (e.g. the embeddings an image-text adapter keeps for :meth:`Adapter.output_from_layer`).
     """
 
     inputs: dict[str, Tensor]

@@ -9,7 +9,7 @@ no hooks, no attributes, unchanged ``requires_grad`` and training mode.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -17,11 +17,12 @@ from torch import Tensor
 from relevance import methods as M
 from relevance.adapter import Adapter, Batch, adapter_for, check_finite
 from relevance.explanation import Explanation, ImageMap, TextMap
-from relevance.tape import AttentionKey, Mode, Tape, TokenSpace, recording
+from relevance.tape import AttentionKey, Mode, Tape, TokenSpace, recording, suspended
 from relevance.targets import Target, TargetLike, as_target
 
 LayersLike = Sequence[int] | Mapping[str, Sequence[int]] | None
 StartLike = int | Mapping[str, int] | None
+LayerOutput = Callable[[str, int, Tensor], Tensor]
 
 
 class AttentionNotCapturedError(RuntimeError):
@@ -46,18 +47,22 @@ def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = 
         tokenizer, or a dict with ``input_ids`` and optionally ``attention_mask``), or images for an image-text
         model.
     texts:
-        The texts of an image-text model (strings or token ids (B, L)).
+        The texts of an image-text model (strings or token ids (B, L)). B images and B texts are B pairs; one
+        image with B texts, or B images with one text, broadcast; with a ``target``, the texts are prompts and
+        the target picks one per image (zero-shot classification, see the family's adapter).
     method:
         One of :func:`relevance.list_methods` (aliases: ``transatt``, ``gae``, ...).
     target:
         What is explained. ``None``: each sample's argmax class (or, for image-text pairs, each pair's
         similarity); an int: that class for every sample; one class per sample (list, tuple, array, tensor); a
-        :class:`~relevance.targets.Target`; or any callable ``output -> (B,) scores``.
+        :class:`~relevance.targets.Target`; or any callable ``output -> (B,) scores``. Image-text models read
+        an int or a sequence as the prompt of each image (zero-shot).
     start_layer:
-        First block of the product for ``transformer_attribution``, ``gradient_rollout`` and ``rollout``
+        First block used by ``transformer_attribution``, ``gradient_rollout``, ``rollout`` and ``legrad``
         (negative counts from the end: -1 is the last block). An int applies to every stream; a dict gives one
-        per stream (``{"image": 0, "text": -1}``). ``None``: the family's convention for the method, else 0. The
-        CVPR 2021 notebooks use 0, its quantitative scripts 1 (spec §2.1).
+        per stream (``{"image": 0, "text": -1}``). ``None``: the family's convention for the method (the CLIP
+        notebook's -1 for ``gradient_rollout``, spec §4.7), else the method's own default (LeGrad's last two
+        blocks), else 0. The CVPR 2021 notebooks use 0, its quantitative scripts 1 (spec §2.1).
     start_layer_text:
         The text stream's start layer (image-text models), as ``start_layer``.
     layers:
@@ -93,7 +98,8 @@ def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = 
             _check_recorded(tape, depths, adapter)
             check_finite(output.detach(), "the model's outputs")
             bound = as_target(target, adapter.info.output).bind(output.detach(), adapter.info.class_names)
-            records = _backward_passes(spec, tape, output, bound, blocks, options, conventions)
+            records = _backward_passes(spec, tape, output, bound, blocks, options, conventions,
+                                       layer_output=_layer_output(adapter, batch, output))
             results = {stream: spec.compute(record) for stream, record in records.items()}
             spaces = dict(tape.spaces)
         finally:
@@ -107,8 +113,9 @@ def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = 
             matrices[stream] = matrix.detach()
     scores = bound.score(output.detach()).detach()
     starts = {stream: used[0] for stream, used in blocks.items() if spec.uses_start_layer and used}
+    extras = {key: value for key, value in batch.extras.items() if not key.startswith("_")}
     return Explanation(method=spec.name, maps=maps, output=output.detach(), scores=scores, target=bound.classes,
-                       start_layers=starts, info=adapter.info, matrices=matrices, warnings=warnings)
+                       start_layers=starts, info=adapter.info, matrices=matrices, warnings=warnings, extras=extras)
 
 
 # ------------------------------------------------------------------------------------------------ blocks
@@ -143,14 +150,23 @@ def _blocks_used(spec: M.Method, depths: dict[str, int], start_layer: StartLike,
         else:
             if stream == "text" and start_layer_text is not None:
                 start = start_layer_text
-            elif isinstance(start_layer, Mapping):
-                start = start_layer.get(stream, conventions.start_layer.get(spec.name, 0))
-            elif start_layer is not None:
+            elif isinstance(start_layer, Mapping) and stream in start_layer:
+                start = start_layer[stream]
+            elif start_layer is not None and not isinstance(start_layer, Mapping):
                 start = start_layer
             else:
-                start = conventions.start_layer.get(spec.name, 0)
+                start = _default_start(spec, depth, conventions)
             used[stream] = list(range(_resolve_layer(start, depth, "start_layer"), depth))
     return used
+
+
+def _default_start(spec: M.Method, depth: int, conventions: M.Conventions) -> int:
+    """The family's convention for the method, else the method's own default (clamped to the depth), else 0."""
+    if spec.name in conventions.start_layer:
+        return conventions.start_layer[spec.name]
+    if spec.default_start_layer is not None:
+        return max(spec.default_start_layer, -depth)
+    return 0
 
 
 def _check_recorded(tape: Tape, depths: dict[str, int], adapter: Adapter) -> None:
@@ -189,13 +205,46 @@ def _grad(outputs: Tensor, wanted: list[Tensor], seed: Tensor, retain: bool) -> 
     return [torch.zeros_like(w) if r is None else r for w, r in zip(wanted, results)]
 
 
+def _layer_output(adapter: Adapter, batch: Batch, output: Tensor) -> LayerOutput:
+    """``(stream, block, tokens) -> output`` recomputed from a block's output tokens by the adapter, with no tape
+    current (the model's layers then compute plain tensors and record nothing)."""
+
+    def compute(stream: str, block: int, tokens: Tensor) -> Tensor:
+        with suspended():
+            return adapter.output_from_layer(stream, block, tokens, batch, output.detach())
+
+    return compute
+
+
+def _layer_gradients(tape: Tape, stream: str, used: list[int], target: Target,
+                     layer_output: LayerOutput) -> list[Tensor]:
+    """Per block ``b`` used: ``d score(output from b's tokens) / d A_b`` (B, H, N, N), one backward pass each (only
+    the part of the graph between ``A_b`` and ``b``'s output is traversed)."""
+    outputs = tape.block_inputs.get(stream, [])
+    if len(outputs) <= max(used, default=-1) + 1:
+        raise AttentionNotCapturedError(f"the {stream!r} stream did not record its blocks' outputs "
+                                        "(record_block_input before every block and after the last)")
+    gradients = []
+    for block in used:
+        scores = target.score(layer_output(stream, block, outputs[block + 1]))
+        attention = tape.attention[AttentionKey(stream, block)]
+        (gradient,) = torch.autograd.grad(scores.sum(), attention, retain_graph=True, allow_unused=True)
+        gradients.append(torch.zeros_like(attention) if gradient is None else gradient)
+    return gradients
+
+
 def _backward_passes(spec: M.Method, tape: Tape, output: Tensor, target: Target, blocks: dict[str, list[int]],
-                     options: M.Options, conventions: M.Conventions) -> dict[str, M.StreamRecord]:
+                     options: M.Options, conventions: M.Conventions,
+                     layer_output: LayerOutput | None = None) -> dict[str, M.StreamRecord]:
     streams = list(blocks)
     attention = {s: [tape.attention[AttentionKey(s, b)] for b in blocks[s]] for s in streams}
     flat = [a for s in streams for a in attention[s]]
     seed = target.seed(output).to(output.dtype)
-    gradients = relevance = inputs = None
+    gradients = relevance = inputs = layer_gradients = None
+    if spec.needs_layer_gradients:
+        tape.mode = Mode.GRADIENT
+        layer_gradients = {s: [g.detach() for g in _layer_gradients(tape, s, blocks[s], target, layer_output)]
+                           for s in streams}
     if spec.needs_gradients:
         tape.mode = Mode.GRADIENT
         gradients = _grad(output, flat, seed, retain=spec.needs_attention_relevance or spec.needs_input_relevance)
@@ -218,8 +267,9 @@ def _backward_passes(spec: M.Method, tape: Tape, output: Tensor, target: Target,
 
         records[stream] = M.StreamRecord(
             attention=[a.detach() for a in attention[stream]], readout=space.readout.detach(),
-            valid=space.valid, columns=_columns(space), options=options, gradients=part(gradients), attention_relevance=part(relevance),
-            input_relevance=None if inputs is None else inputs[index])
+            valid=space.valid, columns=_columns(space), options=options, gradients=part(gradients),
+            attention_relevance=part(relevance), input_relevance=None if inputs is None else inputs[index],
+            layer_gradients=None if layer_gradients is None else layer_gradients[stream])
         offset += count
     return records
 

@@ -194,6 +194,9 @@ class Explanation:
         The model's metadata (class names, multi-label).
     warnings:
         Things the user should know, e.g. inputs outside the model's domain.
+    extras:
+        What the family's adapter reports about the batch (e.g. an image-text model's zero-shot prompts, the
+        prompt explained for each image and the ranking of the prompts).
     """
 
     method: str
@@ -205,6 +208,7 @@ class Explanation:
     info: ModelInfo
     matrices: dict[str, Tensor] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ----------------------------------------------------------------------------------------- access
     @property

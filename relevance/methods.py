@@ -13,7 +13,7 @@ References: Chefer, Gur & Wolf, CVPR 2021 (arXiv 2012.09838), "transformer attri
 ICCV 2021 (arXiv 2103.15679), "gradient rollout" (their generic attention-model explainability, "GAE");
 Abnar & Zuidema, ACL 2020, "rollout"; Voita et al., ACL 2019, "partial LRP"; Binder et al. 2016, "LRP";
 Selvaraju et al. 2017, Grad-CAM as adapted to attention by Chefer et al. 2021; Achtibat et al., ICML 2024,
-"AttnLRP"; Ali et al., ICML 2022, "CP-LRP".
+"AttnLRP"; Ali et al., ICML 2022, "CP-LRP"; Bousselham et al. 2024 (arXiv 2404.03214), "LeGrad".
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ class StreamRecord:
 
     ``attention``, ``gradients`` and ``attention_relevance`` are lists of (B, H, N, N); ``readout`` is (B, N);
     ``valid`` (B, N) is ``False`` on padding; ``columns`` (B, N) marks the tokens a map is made of (the patch
-    tokens of an image, the valid tokens of a text);
-    ``input_relevance`` is the relevance at the stream's input site, (B, ...). Entries a method did not ask for
+    tokens of an image, the valid tokens of a text); ``input_relevance`` is the relevance at the stream's input
+    site, (B, ...); ``layer_gradients`` (B, H, N, N) per block are the gradients of the score computed from that
+    block's own output tokens with respect to that block's attention (LeGrad). Entries a method did not ask for
     are ``None``.
     """
 
@@ -94,6 +95,7 @@ class StreamRecord:
     gradients: Sequence[Tensor] | None = None
     attention_relevance: Sequence[Tensor] | None = None
     input_relevance: Tensor | None = None
+    layer_gradients: Sequence[Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class Method:
         The rule set of the relevance pass (``None``: no relevance pass, a plain autograd graph).
     output:
         ``"tokens"`` (a readout row over the stream's tokens) or ``"input"`` (relevance at the input site).
+    needs_layer_gradients:
+        The method reads, for each block used, the gradient of the score recomputed from that block's output with
+        respect to that block's attention (:attr:`StreamRecord.layer_gradients`); the model's adapter supplies
+        the per-layer score (:meth:`relevance.adapter.Adapter.output_from_layer`).
+    default_start_layer:
+        The method's own first block when neither the caller nor the family's conventions name one (negative
+        counts from the end, clamped to the stream's depth), else 0.
     """
 
     name: str
@@ -123,10 +132,13 @@ class Method:
     uses_start_layer: bool = False
     output: str = "tokens"
     signed: bool = False
+    needs_layer_gradients: bool = False
+    default_start_layer: int | None = None
 
     @property
     def needs_backward(self) -> bool:
-        return self.needs_gradients or self.needs_attention_relevance or self.needs_input_relevance
+        return (self.needs_gradients or self.needs_attention_relevance or self.needs_input_relevance
+                or self.needs_layer_gradients)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -222,8 +234,10 @@ def attention_gradcam(record: StreamRecord) -> Tensor:
     ``(E_h[w_h A_h])^+``, min-max normalised as the references return it.
 
     ``gradcam_weights="readout_row"`` (ViT reference): ``w_h`` averages the readout row's map entries and the
-    row is normalised over them. ``"whole_map"`` (BERT reference): ``w_h`` averages the whole (valid) map, which
-    is normalised as a whole before its readout row is read.
+    row is normalised over them. ``"whole_map"`` (BERT reference, and the ICCV 2021 generators, spec §4.8):
+    ``w_h`` averages the whole map over the non-padding tokens, prefix tokens included (an image's class token is
+    the only row a class-token model's score depends on), and the map is normalised as a whole before its readout
+    row is read.
     """
     attention, gradient = record.attention[-1], record.gradients[-1]
     columns = record.columns
@@ -243,6 +257,30 @@ def partial_lrp(record: StreamRecord) -> tuple[Tensor, Tensor]:
     """Voita et al. 2019 as in the CVPR 2021 baselines: ``E_h[(R_A)^+]`` of the last block, LRP rules (§3)."""
     averaged = head_mean(record.attention_relevance[-1].clamp(min=0))
     return readout_row(averaged, record.readout), averaged
+
+
+def legrad(record: StreamRecord) -> Tensor:
+    """LeGrad (Bousselham et al. 2024, arXiv 2404.03214; as its authors' ``legrad-torch`` 1.1 computes it for
+    CLIP, ``LeWrapper.compute_legrad_clip``): for each block ``l`` used, the gradient of the
+    score ``s_l`` computed from that block's own output tokens (through the model's final norm, pooling and head:
+    :meth:`~relevance.adapter.Adapter.output_from_layer`) with respect to that block's attention ``A_l``, clamped
+    at 0 and averaged over heads and query tokens, summed over the blocks: ``sum_l E_{h,i}[(ds_l/dA_l)^+]``
+    (B, N), not normalised (the authors min-max normalise the upsampled sum for display, as
+    :meth:`relevance.ImageMap.heatmaps` does).
+
+    The mean runs over the valid (non-padding) query rows: for an image tower (nothing is padding) the authors'
+    mean over all rows. In a causal text tower pooled at its end-of-text token, each block's score reads only
+    that token's row of the block's attention, whose entries after it are padding (zero in the map).
+    """
+    total = None
+    valid = record.valid if record.valid is not None else torch.ones_like(record.columns)
+    rows = valid.to(record.attention[0].dtype)  # (B, N)
+    count = rows.sum(dim=1, keepdim=True).clamp(min=1)
+    for gradient in record.layer_gradients:
+        signal = gradient.clamp(min=0).mean(dim=1)
+        layer = torch.einsum("bn,bnm->bm", rows, signal) / count
+        total = layer if total is None else total + layer
+    return total
 
 
 def input_relevance(record: StreamRecord) -> Tensor:
@@ -279,6 +317,9 @@ METHODS: dict[str, Method] = {
         Method("cp_lrp", "CP-LRP", "Ali et al., XAI for Transformers: Better Explanations through Conservative "
                "Propagation, ICML 2022", input_relevance, blocks="none", rules=CP_LRP_RULES,
                needs_input_relevance=True, output="input", signed=True),
+        Method("legrad", "LeGrad", "Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via "
+               "Feature Formation Sensitivity, arXiv 2404.03214 (2024)", legrad, needs_layer_gradients=True,
+               uses_start_layer=True, default_start_layer=-2),
     )
 }
 

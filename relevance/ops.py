@@ -163,9 +163,22 @@ def attention_values(attention: Tensor, v: Tensor) -> Tensor:
 
 
 def matmul(u: Tensor, v: Tensor) -> Tensor:
-    """``u @ v`` of two activations other than attention (e.g. image-text similarity); kind ``product``."""
+    """``u @ v`` of two activations of one stream other than attention; kind ``product`` (a score of two towers is
+    :func:`pair_similarity`)."""
     tape = rewriting_tape()
     return u @ v if tape is None else _apply(MatMul("product"), tape, u, v)
+
+
+def pair_similarity(u: Tensor, v: Tensor) -> Tensor:
+    """Each sample's dot product of two embeddings, (B, D), (B, D) -> (B,): the score of a two-tower model (CLIP's
+    image-text similarity of each pair); kind ``similarity``, whose rules explain each tower against the other's
+    embedding held fixed (see :class:`relevance.rule_sets.RuleSet`)."""
+    if u.dim() != 2 or u.shape != v.shape:
+        raise ValueError(f"pair_similarity needs two (B, D) embeddings, got {tuple(u.shape)} and {tuple(v.shape)}")
+    tape = rewriting_tape()
+    rows, columns = u.unsqueeze(-2), v.unsqueeze(-1)
+    product = rows @ columns if tape is None else _apply(MatMul("similarity"), tape, rows, columns)
+    return product.reshape(u.shape[0])
 
 
 class Add(Operation):

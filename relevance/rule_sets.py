@@ -30,7 +30,7 @@ from relevance import rules as R
 
 #: The kinds of operation that dispatch to a rule (the fields of :class:`RuleSet`).
 OPERATION_KINDS = ("linear", "input_conv", "attention_scores", "attention_values", "product", "softmax",
-                   "normalization", "activation", "add", "mask", "pooling", "scale", "fanout")
+                   "normalization", "activation", "add", "mask", "pooling", "scale", "fanout", "similarity")
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,16 @@ class RuleSet:
     linear, input_conv, attention_scores, attention_values, product, softmax, normalization, activation, add,
     mask, pooling, scale, fanout:
         The rule of each kind of operation: linear layers; the convolution on pixels (patch embedding); the
-        products ``Q K^T`` and ``A V``; other products of two activations (CLIP's image-text similarity);
-        the softmax; LayerNorm and L2 normalisation; element-wise activations (GELU, QuickGELU, tanh); additions
-        (residuals, embeddings); the attention-mask addition; token selection and pooling; multiplication by a
-        constant or a parameter (attention scale, LayerScale, logit scale); a tensor used by several branches.
+        products ``Q K^T`` and ``A V``; other products of two activations of one stream; the softmax; LayerNorm
+        and L2 normalisation; element-wise activations (GELU, QuickGELU, tanh); additions (residuals,
+        embeddings); the attention-mask addition; token selection and pooling; multiplication by a constant or a
+        parameter (attention scale, LayerScale, logit scale); a tensor used by several branches.
+    similarity:
+        The score of two embeddings from different towers, e.g. CLIP's per-pair image-text dot product
+        (:func:`relevance.ops.pair_similarity`). Each tower is explained against the other's embedding held
+        fixed, so each receives the whole score: relevance rule sets give each operand the full z-rule share
+        (``BilinearSplit(share=1.0)``), gradient rule sets the plain gradient (``u * dS/du`` sums to ``S`` for a
+        bilinear score). ``None`` picks that default from ``propagates``.
     """
 
     name: str
@@ -69,10 +75,14 @@ class RuleSet:
     pooling: R.Rule
     scale: R.Rule
     fanout: R.Rule
+    similarity: R.Rule | None = None
 
     def __post_init__(self) -> None:
         if self.propagates not in ("relevance", "gradient"):
             raise ValueError(f"propagates must be 'relevance' or 'gradient', got {self.propagates!r}")
+        if self.similarity is None:
+            default = R.BilinearSplit(share=1.0) if self.propagates == "relevance" else R.Gradient()
+            object.__setattr__(self, "similarity", default)
         for item in fields(self):
             if item.name in OPERATION_KINDS and not isinstance(getattr(self, item.name), R.Rule):
                 raise TypeError(f"rule for {item.name!r} is not a relevance.rules.Rule")
@@ -110,6 +120,7 @@ TRANSFORMER_ATTRIBUTION_RULES = RuleSet(
     pooling=R.ZRule(),
     scale=_IDENTITY,
     fanout=R.Fanout(),
+    similarity=R.BilinearSplit(share=1.0),
 )
 
 #: The LRP baselines' layer set (``layers_lrp``, spec §1.4): separate normalisation, plain additions.
@@ -133,6 +144,7 @@ ATTNLRP_RULES = RuleSet(
     pooling=_GRADIENT,
     scale=_GRADIENT,
     fanout=_GRADIENT,
+    similarity=_GRADIENT,
 )
 
 #: CP-LRP (Ali et al., ICML 2022): attention and normalisation scale held constant, then Gradient x Input.

@@ -228,7 +228,7 @@ def _zplus_shared(x: Tensor, weight: Tensor, relevance: Tensor, product: Tensor 
     if product is None:
         product = F.linear(x, weight)
     z = F.linear(x_abs, magnitude).add_(product).mul_(0.5).clamp_(min=0)
-    s = safe_divide(relevance, z)
+    s = (relevance / (z + STABILIZER)).masked_fill_(z == 0, 0.0)  # safe_divide for z >= 0, in fewer passes
     return torch.addcmul(x * (s @ weight), x_abs, s @ magnitude).mul_(0.5)
 
 
@@ -316,13 +316,15 @@ class BilinearSplit(Rule):
     """
 
     share: float = 0.5
+    needs_output = True  # Z = U V from the forward pass, not recomputed
 
     def propagate(self, op, inputs, output, upstream):
-        return self(*inputs, upstream)
+        return self(*inputs, upstream, output)
 
-    def __call__(self, u: Tensor, v: Tensor, relevance: Tensor) -> tuple[Tensor, Tensor]:
-        """``u`` (..., n, k), ``v`` (..., k, m), ``relevance`` (..., n, m) -> (R_u, R_v)."""
-        s = safe_divide(relevance, u @ v)
+    def __call__(self, u: Tensor, v: Tensor, relevance: Tensor, product: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``u`` (..., n, k), ``v`` (..., k, m), ``relevance`` (..., n, m) -> (R_u, R_v); ``product`` may pass
+        ``u @ v`` from the forward pass."""
+        s = safe_divide(relevance, u @ v if product is None else product)
         return u * (s @ v.transpose(-2, -1)) * self.share, v * (u.transpose(-2, -1) @ s) * self.share
 
 

@@ -174,6 +174,18 @@ def current_tape() -> Tape | None:
 
 
 @contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """No tape is current for the duration of the block, so the model's layers compute plain tensors and record
+    nothing; the tape in force before is restored on exit, even on error. Used while an adapter recomputes an output
+    from an intermediate layer (:meth:`relevance.adapter.Adapter.output_from_layer`, for LeGrad)."""
+    token = _CURRENT.set(None)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextlib.contextmanager
 def recording(rules: RuleSet | None = None, *, query_key: bool = False) -> Iterator[Tape]:
     """Make a fresh :class:`Tape` current for the duration of the block; always restored, even on error.
 

@@ -103,7 +103,8 @@ def displayed_size(page, elem_id: str) -> tuple[float, float]:
 
 
 def expected_overlay(model, path: Path, method: str, target: int | None = None) -> np.ndarray:
-    explanation = relevance.explain(model, str(path), method=method, target=target)
+    # the demo's start-layer slider starts at 0 (methods with their own default, e.g. legrad, would differ)
+    explanation = relevance.explain(model, str(path), method=method, target=target, start_layer=0)
     if method == "lrp":  # signed: centred on 0 with the diverging map
         return overlay(
             explanation.originals[0], explanation.relevance[0], explanation.geometries[0],

@@ -4,6 +4,8 @@
 * :mod:`~relevance.evaluation.segmentation`: pixel accuracy, mIoU and mAP of the ImageNet-Segmentation test (spec §5.2).
 * :mod:`~relevance.evaluation.localisation`: pointing game, mass inside the mask and class specificity
   against known object masks (the shapes world).
+* :mod:`~relevance.evaluation.grounding`: image-text models grounding captions of held-out shapes scenes (image
+  maps on the named object, text relevance on its colour and shape words), per method.
 * :mod:`~relevance.evaluation.datasets`: readers for ImageNet val folders and ``gtsegs_ijcv.mat``.
 
 All functions take plain tensors and callables (a classifier, an explainer), never model internals.
@@ -15,6 +17,7 @@ from relevance.evaluation.datasets import (
     imagenet_val_batches,
     segmentation_batches,
 )
+from relevance.evaluation.grounding import GroundingResult, evaluate_grounding, grounding_samples
 from relevance.evaluation.localisation import class_specificity, dilate, mass_inside, pointing_game
 from relevance.evaluation.perturbation import (
     STEPS,
@@ -42,6 +45,7 @@ from relevance.evaluation.segmentation import (
 )
 
 __all__ = [
+    "GroundingResult",
     "STEPS",
     "ImageNetSegmentation",
     "ImageNetVal",
@@ -52,6 +56,8 @@ __all__ = [
     "binarize",
     "class_specificity",
     "dilate",
+    "evaluate_grounding",
+    "grounding_samples",
     "imagenet_val_batches",
     "make_normalize",
     "mass_inside",
