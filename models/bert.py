@@ -352,7 +352,11 @@ class TextClassifier(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
-        hidden = self.encoder_model(input_ids, attention_mask, token_type_ids, stream="text")
+        return self.classify(self.encoder_model(input_ids, attention_mask, token_type_ids, stream="text"))
+
+    def classify(self, hidden: Tensor) -> Tensor:
+        """The head: the encoder's output tokens (B, L, D) -> logits (B, C), pooling the first token (which
+        records the ``"text"`` readout)."""
         first = ops.select_token(hidden, 0, stream="text")
         if self.config.head == "pooler":
             pooled = ops.activation(self.encoder_model.pooler.dense(first), "tanh")
@@ -392,6 +396,11 @@ class TextAdapter(Adapter):
 
     def forward(self, batch: Batch) -> Tensor:
         return self.module(**batch.inputs)
+
+    def output_from_layer(self, stream: str, layer: int, tokens: Tensor, batch: Batch, output: Tensor) -> Tensor:
+        """The logits (B, C) from the tokens leaving block ``layer`` (post-LN: already normalised) through the
+        classifier head: each layer's own prediction, as LeGrad (Bousselham et al. 2024) reads it."""
+        return self.module.classify(tokens)
 
     def domain_warnings(self, batch: Batch) -> list[str]:
         check, texts = self.info.in_domain, batch.texts.texts if batch.texts is not None else None
@@ -444,6 +453,14 @@ class TextPairAdapter(Adapter):
             hidden = self.module(**kwargs, stream=stream)
             embeddings.append(self.module.pool(hidden, kwargs.get("attention_mask"), stream))
         return torch.stack(embeddings, dim=1)
+
+    def output_from_layer(self, stream: str, layer: int, tokens: Tensor, batch: Batch, output: Tensor) -> Tensor:
+        """The pair embeddings (B, 2, D) with ``stream``'s side pooled from the tokens leaving block ``layer`` and
+        the other side taken from the full pass (LeGrad's per-layer score)."""
+        side = self.STREAMS.index(stream)
+        pooled = self.module.pool(tokens, batch.inputs.get(f"{stream}/attention_mask"), stream)
+        parts = [pooled if index == side else output[:, index] for index in range(len(self.STREAMS))]
+        return torch.stack(parts, dim=1)
 
 
 def _is_pair(item: Any) -> bool:

@@ -233,8 +233,10 @@ class VisionTransformer(nn.Module):
 
 
 def causal_mask(length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """(L, L) additive mask: 0 on and below the diagonal, -inf above (a token sees itself and earlier tokens)."""
-    return torch.full((length, length), float("-inf"), dtype=dtype, device=device).triu(1)
+    """(L, L) additive mask: 0 on and below the diagonal, the lowest finite value above (a token sees itself and
+    earlier tokens). Finite, unlike open_clip's -inf, so that the relevance rules of the mask addition never meet
+    0 x inf; the softmax's probabilities are the same (exp underflows to exactly 0 either way)."""
+    return torch.full((length, length), torch.finfo(dtype).min, dtype=dtype, device=device).triu(1)
 
 
 class CLIP(nn.Module):
