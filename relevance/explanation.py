@@ -194,6 +194,11 @@ class Explanation:
         The model's metadata (class names, multi-label).
     warnings:
         Things the user should know, e.g. inputs outside the model's domain.
+    extras:
+        What a method reports besides its map. The gradient and perturbation methods (:mod:`relevance.attribution`):
+        ``"attributions"`` (B, ...) captum's attributions at the input site, ``"feature_mask"`` the feature of each
+        position, ``"stream"``, ``"site"``, ``"options"`` (every option's value), and for ``integrated_gradients``
+        ``"convergence_delta"`` (B,): the sum of the attributions minus (score(input) - score(baseline)).
     """
 
     method: str
@@ -205,6 +210,7 @@ class Explanation:
     info: ModelInfo
     matrices: dict[str, Tensor] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ----------------------------------------------------------------------------------------- access
     @property

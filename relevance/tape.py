@@ -12,6 +12,10 @@ the model runs forward:
 * **input sites**: the tensors where input-level relevance is read (pixels, word embeddings, the encoder input);
 * **block inputs** per stream, for conservation checks.
 
+A tape may also carry **substitutes**: values that replace an input site during the forward pass (the gradient and
+perturbation methods of :mod:`relevance.attribution` evaluate the model on values of one site, e.g. noisy pixels or
+interpolated word embeddings, with everything else computed from the batch as usual).
+
 The model itself keeps nothing, so two threads can explain with one model at once, and no hooks are ever
 registered on modules.
 
@@ -123,6 +127,8 @@ class Tape:
     spaces: dict[str, TokenSpace] = field(default_factory=dict)
     inputs: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     block_inputs: dict[str, list[Tensor]] = field(default_factory=dict)
+    substitutes: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    substituted: set[tuple[str, str]] = field(default_factory=set)
 
     def attention_of(self, stream: str, kind: str = "self") -> list[Tensor]:
         """The stream's attention maps of one kind, ordered by layer."""
@@ -140,6 +146,8 @@ class Tape:
         self.spaces.clear()
         self.inputs.clear()
         self.block_inputs.clear()
+        self.substitutes.clear()
+        self.substituted.clear()
 
 
 _CURRENT: ContextVar[Tape | None] = ContextVar("relevance_tape", default=None)

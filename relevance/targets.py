@@ -41,6 +41,12 @@ class Target:
         """(B,) explained classes, when the target is a class; ``None`` otherwise."""
         return None
 
+    def select(self, rows: Tensor) -> "Target":
+        """The bound target of the batch made of samples ``rows`` (B',) of this one (the gradient and perturbation
+        methods evaluate each sample many times). Default: the target itself, whose score of a sample depends on
+        that sample only."""
+        return self
+
     def seed(self, output: Tensor) -> Tensor:
         """``d sum_b score_b / d output``: the gradient seed, shaped like ``output``."""
         with torch.enable_grad():
@@ -93,6 +99,11 @@ class ClassTarget(Target):
     @property
     def classes(self) -> Tensor | None:
         return self.resolved
+
+    def select(self, rows: Tensor) -> "ClassTarget":
+        if self.resolved is None:
+            raise RuntimeError("bind the target to an output first")
+        return ClassTarget(self.requested, self.resolved[rows.to(self.resolved.device)])
 
     def score(self, output: Tensor) -> Tensor:
         if self.resolved is None:

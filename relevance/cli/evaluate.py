@@ -1,8 +1,8 @@
 """``relevance evaluate``: score every explanation method on held-out scenes of the shapes world.
 
 Prints a Markdown table of methods x metrics (pointing game, mass in the object, class specificity,
-the §5.2 segmentation metrics, the §5.3 perturbation AUCs) and writes ``results.md``,
-``results.json`` and ``figure.png`` (scenes x methods with overlays) to ``--out``.
+the §5.2 segmentation metrics, the §5.3 perturbation AUCs) with each method's time per explanation, and
+writes ``results.md``, ``results.json`` and ``figure.png`` (scenes x methods with overlays) to ``--out``.
 See :mod:`relevance.evaluation.shapes_benchmark` for the protocol.
 """
 
@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=10_000_000,
                         help="first held-out scene seed (default 10000000, far from the training seeds)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods (default: all seven); see relevance.list_methods()")
+                        help="comma-separated methods (default: all of relevance.list_methods(), the gradient and "
+                             "perturbation methods with their default options)")
     parser.add_argument("--start-layer", type=int, default=None,
                         help="start_layer for transformer_attribution, rollout and gradient_rollout "
                              "(default: the papers' scripts, 1 for TA and rollout, 0 for gradient rollout)")

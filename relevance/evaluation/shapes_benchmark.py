@@ -13,15 +13,18 @@ For every scene and every object class present in it, each method explains that 
   before normalisation) for the explained class, a hit being "the class is still predicted"
   (logit > 0). AUC = 100 x trapz.
 
-A "random" reference row (uniform noise on the patch grid, upsampled) shows what chance scores.
+A "random" reference row (uniform noise on the patch grid, upsampled) shows what chance scores. Next to the scores,
+each method's time per explanation (wall clock of its ``explain`` calls, batched, divided by the explained objects):
+the gradient and perturbation methods (captum) run with their default options.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -51,8 +54,20 @@ SHORT_NAMES = {
     "partial_lrp": "partial LRP",
     "transformer_attribution": "transformer attr.",
     "gradient_rollout": "grad. rollout",
+    "attnlrp": "AttnLRP",
+    "cp_lrp": "CP-LRP",
+    "saliency": "saliency",
+    "input_x_gradient": "input x grad.",
+    "integrated_gradients": "integrated grad.",
+    "smoothgrad": "SmoothGrad",
+    "occlusion": "occlusion",
+    "lime": "LIME",
+    "kernel_shap": "Kernel SHAP",
     RANDOM: "random",
 }
+
+#: The cost column: (key, title), shown after the metrics; milliseconds per explained object.
+TIME_COLUMN = ("ms_per_explanation", "ms / explanation")
 
 #: (key, column title, higher is better, has a per-sample confidence interval)
 METRICS: tuple[tuple[str, str, bool, bool], ...] = (
@@ -101,6 +116,8 @@ class MethodScores:
     segmentation: SegmentationAccumulator = field(default_factory=SegmentationAccumulator)
     hits_positive: list[torch.Tensor] = field(default_factory=list)
     hits_negative: list[torch.Tensor] = field(default_factory=list)
+    seconds: float = 0.0
+    explanations: int = 0
 
     def add(self, key: str, values: torch.Tensor | Sequence[float]) -> None:
         self.values.setdefault(key, []).extend(float(v) for v in torch.as_tensor(values).flatten())
@@ -121,6 +138,8 @@ class MethodScores:
             seg = self.segmentation.compute()
             out["pixel_accuracy"] = (seg.pixel_accuracy, None)
             out["miou"] = (seg.miou, None)
+        if self.explanations:
+            out[TIME_COLUMN[0]] = (1000.0 * self.seconds / self.explanations, None)
         return out
 
     def curves(self) -> dict[str, list[float]]:
@@ -139,11 +158,13 @@ class EvaluationResult:
     seed: int
     start_layers: dict[str, int]
     unperturbed_accuracy: float
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def table(self) -> str:
-        """Markdown table of methods x metrics (mean ± 95% CI where per-sample values exist)."""
-        head = "| Method | " + " | ".join(title for _, title, _, _ in METRICS) + " |"
-        rule = "|---|" + "---|" * len(METRICS)
+        """Markdown table of methods x metrics (mean ± 95% CI where per-sample values exist), and the time per
+        explanation."""
+        head = "| Method | " + " | ".join(title for _, title, _, _ in METRICS) + f" | {TIME_COLUMN[1]} |"
+        rule = "|---|" + "---|" * len(METRICS) + "---:|"
         rows = [head, rule]
         summaries = {m: self.scores[m].summary() for m in self.methods}
         best: dict[str, str] = {}
@@ -158,6 +179,8 @@ class EvaluationResult:
                 mean, ci = summaries[m].get(key, (float("nan"), None))
                 text = "–" if not np.isfinite(mean) else (f"{mean:.1f}" if ci is None else f"{mean:.1f} ± {ci:.1f}")
                 cells.append(f"**{text}**" if best.get(key) == m else text)
+            milliseconds = summaries[m].get(TIME_COLUMN[0], (float("nan"), None))[0]
+            cells.append(f"{milliseconds:.1f}" if np.isfinite(milliseconds) else "–")
             name = f"{m} (start {self.start_layers[m]})" if m in self.start_layers else m
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(rows)
@@ -180,8 +203,10 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.Tensor, method: str,
-                   start_layer: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Raw relevance (B, H, W) at the input resolution for ``method`` (or the random reference)."""
+                   start_layer: int, generator: torch.Generator | None = None,
+                   options: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """Raw relevance (B, H, W) at the input resolution for ``method`` (or the random reference); ``options`` are
+    the method's options (gradient and perturbation methods)."""
     import relevance
 
     size = tuple(pixels.shape[-2:])
@@ -189,7 +214,8 @@ def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.
         h, w = getattr(getattr(model, "config", None), "grid_size", (8, 8))  # noise on the patch grid
         noise = torch.rand(pixels.shape[0], h, w, generator=generator)
         return _upsample(noise, size)
-    explanation = relevance.explain(model, pixels, method=method, target=targets, start_layer=start_layer)
+    explanation = relevance.explain(model, pixels, method=method, target=targets, start_layer=start_layer,
+                                    **(options or {}))
     return _upsample(explanation.relevance, size)
 
 
@@ -203,13 +229,16 @@ def evaluate(
     start_layer: int | None = None,
     random_reference: bool = True,
     progress: bool = True,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> EvaluationResult:
-    """Score every method on the held-out scenes (see the module docstring)."""
+    """Score every method on the held-out scenes (see the module docstring). ``method_options`` maps a method's name
+    to its options (e.g. ``{"lime": {"n_samples": 64}}``; default: the methods' defaults)."""
     import relevance
     from tqdm import tqdm
 
     names = list(methods) if methods else relevance.list_methods()
     names = [relevance.get_method(m).name for m in names]
+    options = {relevance.get_method(m).name: dict(o) for m, o in (method_options or {}).items()}
     if random_reference and RANDOM not in names:
         names.append(RANDOM)
     depth = len(model.blocks)
@@ -246,8 +275,12 @@ def evaluate(
         pixels = normalize(images01).to(device)
         unperturbed.append(multilabel_present(classify(pixels), targets))
         for m in names:
-            maps = relevance_maps(model, pixels, targets.to(device), m, start_layers.get(m, 0), generator).cpu()
+            started = time.perf_counter()
+            maps = relevance_maps(model, pixels, targets.to(device), m, start_layers.get(m, 0), generator,
+                                  options.get(m)).cpu()
             sc = scores[m]
+            sc.seconds += time.perf_counter() - started
+            sc.explanations += len(batch)
             sc.add("pointing", pointing_game(maps, target_masks))
             sc.add("pointing_tolerant", pointing_game(maps, target_masks, tolerance=tolerance))
             sc.add("mass", mass_inside(maps, target_masks))
@@ -263,7 +296,7 @@ def evaluate(
     bar.close()
     return EvaluationResult(
         methods=names, scores=scores, samples=samples, scenes=scenes, seed=seed, start_layers=start_layers,
-        unperturbed_accuracy=float(torch.cat(unperturbed).float().mean()),
+        unperturbed_accuracy=float(torch.cat(unperturbed).float().mean()), method_options=options,
     )
 
 
@@ -290,7 +323,8 @@ def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile
     pixels = normalize(images01).to(device)
     targets = torch.tensor([s.label for s in chosen], device=device)
     generator = torch.Generator().manual_seed(result.seed)
-    maps = {m: relevance_maps(model, pixels, targets, m, result.start_layers.get(m, 0), generator).cpu()
+    maps = {m: relevance_maps(model, pixels, targets, m, result.start_layers.get(m, 0), generator,
+                              result.method_options.get(m)).cpu()
             for m in result.methods}
     tiles, titles = [], []
     for i, s in enumerate(chosen):
@@ -329,7 +363,10 @@ def markdown_report(result: EvaluationResult, model_name: str) -> str:
         f"{100 * result.unperturbed_accuracy:.1f}% of them unperturbed. "
         "Values in percent (AUC: 100 x trapz over 0..0.9, max 90), mean ± 95% confidence interval; "
         "pixel accuracy and mIoU are accumulated over all maps (spec §5.2). "
-        "Best non-random value per column in bold.",
+        "Best non-random value per column in bold. The last column is the wall-clock time of each method's "
+        "explain() calls per explained object (batches of up to 32, this machine; the gradient and perturbation "
+        "methods with their default options"
+        + (f", except {_options_text(result.method_options)}" if result.method_options else "") + ").",
         "",
         result.table(),
         "",
@@ -350,6 +387,10 @@ def markdown_report(result: EvaluationResult, model_name: str) -> str:
         for test in ("positive", "negative"):
             lines.append(f"| {m} | {test} | " + " | ".join(f"{100 * v:.1f}" for v in curves[test]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _options_text(options: Mapping[str, Mapping[str, Any]]) -> str:
+    return "; ".join(f"{m}: " + ", ".join(f"{k}={v!r}" for k, v in o.items()) for m, o in options.items())
 
 
 def by_objects(result: EvaluationResult) -> str:
@@ -379,6 +420,8 @@ def result_dict(result: EvaluationResult) -> dict:
         "objects": len(result.samples),
         "unperturbed_accuracy": result.unperturbed_accuracy,
         "start_layers": result.start_layers,
+        "method_options": {m: {k: v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
+                               for k, v in o.items()} for m, o in result.method_options.items()},
         "methods": {
             m: {
                 "metrics": {k: {"mean": v[0], "ci95": v[1]} for k, v in result.scores[m].summary().items()},
