@@ -164,17 +164,45 @@ class Adapter(abc.ABC):
 
     # ------------------------------------------------- hooks of the gradient and perturbation methods
     def select_rows(self, batch: Batch, rows: Tensor) -> Batch:
-        """The batch made of samples ``rows`` (B',) of ``batch``, repeats allowed: the gradient and perturbation
-        methods (:mod:`relevance.attribution`) evaluate each sample many times. The default indexes every tensor of
-        ``batch.inputs`` and of the streams whose first dimension is B (:func:`select_rows`); a family whose inputs
-        are not per sample (a shared set of prompts, say) overrides it."""
+        """The batch made of some of ``batch``'s samples, repeats allowed: the gradient and perturbation methods
+        (:mod:`relevance.attribution`) evaluate each sample many times.
+
+        Parameters
+        ----------
+        batch:
+            A prepared batch of B samples.
+        rows:
+            (B',) long: the sample of each row of the new batch.
+
+        Returns
+        -------
+        Batch
+            B' samples. The default indexes every tensor of ``batch.inputs`` and of the streams whose first dimension
+            is B (:func:`select_rows`); a family whose inputs are not per sample (a shared set of prompts, say)
+            overrides it.
+        """
         return select_rows(batch, rows)
 
     def with_token_ids(self, batch: Batch, stream: str, input_ids: Tensor) -> Batch:
-        """A copy of ``batch`` whose ``stream`` has the token ids ``input_ids`` (B, L) (same shape; attention mask,
-        token types and the other streams unchanged), for embedding-space baselines such as the [PAD] or [MASK]
-        embeddings. The default replaces the one tensor of ``batch.inputs`` that holds the stream's ids
-        (:attr:`TextInputs.input_ids`); a family whose inputs hold them twice overrides it."""
+        """The batch with other token ids in one text stream, for embedding-space baselines ([PAD] or [MASK]
+        embeddings) of the gradient and perturbation methods.
+
+        Parameters
+        ----------
+        batch:
+            A prepared batch.
+        stream:
+            A text stream of the batch.
+        input_ids:
+            (B, L) the new ids, shaped like the stream's.
+
+        Returns
+        -------
+        Batch
+            A copy whose attention mask, token types and other streams are unchanged. The default replaces the one
+            tensor of ``batch.inputs`` that holds the stream's ids (:attr:`TextInputs.input_ids`, by identity, else
+            by value); a family whose inputs hold them more than once overrides it.
+        """
         ids = batch.streams[stream].input_ids
         keys = [k for k, v in batch.inputs.items() if v is ids]
         if not keys:
@@ -191,8 +219,21 @@ class Adapter(abc.ABC):
 
 
 def select_rows(batch: Batch, rows: Tensor) -> Batch:
-    """Samples ``rows`` (B',) of ``batch``: each tensor whose first dimension is B is indexed, lists of per-sample
-    items (originals, token strings) are picked, everything else is shared."""
+    """The default of :meth:`Adapter.select_rows`.
+
+    Parameters
+    ----------
+    batch:
+        A prepared batch of B samples.
+    rows:
+        (B',) long: the sample of each new row.
+
+    Returns
+    -------
+    Batch
+        B' samples: each tensor (inputs and streams) whose first dimension is B is indexed, lists of B per-sample
+        items (originals, token strings) are picked, everything else is shared.
+    """
     rows = rows.to(torch.long)
     picked = rows.tolist()
 

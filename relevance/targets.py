@@ -42,9 +42,20 @@ class Target:
         return None
 
     def select(self, rows: Tensor) -> "Target":
-        """The bound target of the batch made of samples ``rows`` (B',) of this one (the gradient and perturbation
-        methods evaluate each sample many times). Default: the target itself, whose score of a sample depends on
-        that sample only."""
+        """This bound target for a batch made of some of its samples (the gradient and perturbation methods
+        evaluate each sample many times).
+
+        Parameters
+        ----------
+        rows:
+            (B',) long: the sample of each row.
+
+        Returns
+        -------
+        Target
+            Default: the target itself (its score of a row depends on that row only); targets that hold per-sample
+            choices (classes) pick them.
+        """
         return self
 
     def seed(self, output: Tensor) -> Tensor:

@@ -70,10 +70,22 @@ def _relabel(ids: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
 
 
 def superpixels(values: Tensor, n_segments: int) -> tuple[np.ndarray, bool]:
-    """SLICO superpixels (SLIC with adaptive compactness, scikit-image) of one image's values (C, H, W), min-max
-    scaled (in Lab for 3 channels); a grid of
-    about ``n_segments`` square cells when scikit-image is not installed. Returns the labels (H, W) and whether SLIC
-    made them."""
+    """Superpixels of one image: SLICO (SLIC with adaptive compactness; Achanta et al., TPAMI 2012), from
+    scikit-image, on the values min-max scaled (in Lab for 3 channels), deterministic.
+
+    Parameters
+    ----------
+    values:
+        (C, H, W) the image's values at the site.
+    n_segments:
+        About how many superpixels.
+
+    Returns
+    -------
+    tuple
+        The labels (H, W), and whether SLIC made them (``False``: scikit-image is missing, and the labels are a
+        grid of about ``n_segments`` square cells).
+    """
     image = values.detach().double().cpu().numpy().transpose(1, 2, 0)
     low, high = image.min(), image.max()
     image = (image - low) / (high - low) if high > low else np.zeros_like(image)
@@ -91,8 +103,28 @@ def superpixels(values: Tensor, n_segments: int) -> tuple[np.ndarray, bool]:
 
 def make_features(choice: object, modality: str, values: Tensor, fixed: Tensor | None,
                   grid: tuple[int, int] | None, n_segments: int | None) -> tuple[Features, list[str]]:
-    """The features of input values (B, ...) for ``choice`` (see the module docstring). ``fixed`` (B, L) marks text
-    positions that never change. Returns the features and warnings."""
+    """The features of a batch's input values.
+
+    Parameters
+    ----------
+    choice:
+        ``"pixels"``, ``"patches"``, ``"superpixels"``, ``"tokens"`` or int feature ids (see the module docstring).
+    modality:
+        ``"image"`` or ``"text"``.
+    values:
+        (B, C, H, W) or (B, L, ...) the input values.
+    fixed:
+        (B, L) text positions that never change, or ``None``.
+    grid:
+        (h, w) the stream's patch grid, or ``None``.
+    n_segments:
+        Superpixels: about how many (default: h * w).
+
+    Returns
+    -------
+    tuple
+        The :class:`Features` and warnings (a list of str).
+    """
     batch = values.shape[0]
     if isinstance(choice, (Tensor, np.ndarray)):
         return _custom(torch.as_tensor(choice), modality, values, fixed), []
@@ -142,9 +174,22 @@ def _custom(ids: Tensor, modality: str, values: Tensor, fixed: Tensor | None) ->
 
 def occlusion_window(features: Features, window: tuple[int, int] | None, stride: tuple[int, int] | None,
                      values: Tensor) -> tuple[tuple[int, ...], tuple[int, ...], Features]:
-    """Captum's sliding window and strides (without the batch dimension) for occlusion, and the features the map is
-    read on: a patch (the map on the grid), a pixel, a window of ``window`` pixels (the map on the pixels), or a
-    token."""
+    """Occlusion's sliding window (Zeiler & Fergus 2014) as captum takes it.
+
+    Parameters
+    ----------
+    features:
+        The chosen features: patches (window and stride one patch: the map on the grid), pixels, or tokens.
+    window, stride:
+        (height, width) in pixels, overriding the features (the map is then on the pixels); ``None``: the feature.
+    values:
+        (B, C, H, W) or (B, L, ...) the input values.
+
+    Returns
+    -------
+    tuple
+        The window and strides without the batch dimension ((C, h, w) or (1, ...)), and the features of the map.
+    """
     if features.kind in ("tokens", "custom_text"):
         if window is not None or stride is not None or features.kind != "tokens":
             raise ValueError("occlusion of a text occludes one token at a time: no window, stride or feature ids")
@@ -168,9 +213,25 @@ def occlusion_window(features: Features, window: tuple[int, int] | None, stride:
 
 
 def feature_map(attribution: Tensor, features: Features, reduce: str, fixed: Tensor | None) -> Tensor:
-    """The map of captum's attributions (B, ...): (B, h, w) for patches, (B, H, W) for other image features, (B, L)
-    for texts (zero on positions that never change). ``reduce`` is ``"sum"`` (gradient methods: a feature's value is
-    the sum of its elements') or ``"mean"`` (perturbation methods: the coefficient repeated on its elements)."""
+    """The map of captum's attributions.
+
+    Parameters
+    ----------
+    attribution:
+        (B, C, H, W) or (B, L, ...) captum's attributions at the input site.
+    features:
+        The features the map is read on.
+    reduce:
+        ``"sum"`` (gradient methods: a feature's value is the sum of its elements') or ``"mean"`` (perturbation
+        methods: the coefficient repeated on its elements).
+    fixed:
+        (B, L) text positions that never change (zero in the map), or ``None``.
+
+    Returns
+    -------
+    Tensor
+        (B, h, w) for patches, (B, H, W) for other image features, (B, L) for texts.
+    """
     def over(tensor: Tensor, dims: tuple[int, ...]) -> Tensor:
         return tensor.sum(dim=dims) if reduce == "sum" else tensor.mean(dim=dims)
 

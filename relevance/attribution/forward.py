@@ -28,8 +28,24 @@ TOKEN_BASELINES = ("pad", "mask", "unk")
 
 def reference_pass(adapter: Adapter, batch: Batch, stream: str, site: str | None,
                    preferred: str | None = None) -> tuple[Tensor, str, Tensor, TokenSpace | None]:
-    """One plain forward pass without gradients: the output, the site's name (``site``, else ``preferred``, else
-    the stream's first), its values (B, ...) and the stream's token space."""
+    """One plain forward pass without gradients, recording the input sites.
+
+    Parameters
+    ----------
+    adapter, batch:
+        The model's adapter and a prepared batch.
+    stream:
+        The token stream whose site is read.
+    site:
+        The input site's name; ``None``: ``preferred`` when the stream has it, else the stream's first site.
+    preferred:
+        The family's site for the method (:attr:`relevance.methods.Conventions.input_site`), or ``None``.
+
+    Returns
+    -------
+    tuple
+        The model output, the site's name, its values (B, ...) and the stream's token space (or ``None``).
+    """
     with recording() as tape:
         try:
             with torch.no_grad():
@@ -59,6 +75,20 @@ class SiteForward:
         self.fixed = None if fixed is None else fixed.reshape(*fixed.shape, *[1] * (original.dim() - fixed.dim()))
 
     def __call__(self, values: Tensor, rows: Tensor) -> Tensor:
+        """The explained scores.
+
+        Parameters
+        ----------
+        values:
+            (B', ...) values at the site, or (B', L', ...) with L' <= L for texts (the rest is the input's).
+        rows:
+            (B',) the sample of each row (captum expands it as it expands the inputs).
+
+        Returns
+        -------
+        Tensor
+            (B',) the target's score of each row.
+        """
         rows = rows.to(device=self.original.device, dtype=torch.long)
         if values.shape[0] != rows.shape[0]:
             raise RuntimeError(f"{values.shape[0]} input rows but {rows.shape[0]} sample indices")
@@ -84,10 +114,26 @@ class SiteForward:
 
 def resolve_baseline(value: Any, *, adapter: Adapter, batch: Batch, stream: str, site: str, original: Tensor,
                      fixed: Tensor | None) -> Tensor:
-    """The baseline values (B, ...) for the option ``baseline``: ``"zero"``, a number, a tensor broadcastable to the
-    values (one per sample, or one for all), a function ``values -> baseline``, or for text streams ``"pad"``,
-    ``"mask"``, ``"unk"`` (the site's values with the stream's tokens replaced by that token). Positions that never
-    change keep the input's values."""
+    """The baseline values of the option ``baseline`` (Sundararajan et al. 2017 call them the baseline input x').
+
+    Parameters
+    ----------
+    value:
+        ``"zero"``, a number, a tensor broadcastable to the values (one per sample, or one for all), a function
+        ``values (B, ...) -> baseline``, or for text streams ``"pad"``, ``"mask"``, ``"unk"``: the site's values with
+        the stream's tokens replaced by that token of the tokenizer (embedding-space baselines).
+    adapter, batch, stream, site:
+        Where the values come from.
+    original:
+        (B, ...) the input values at the site.
+    fixed:
+        (B, L) text positions that never change (they keep the input's values), or ``None``.
+
+    Returns
+    -------
+    Tensor
+        (B, ...) like ``original``.
+    """
     if isinstance(value, str):
         if value == "zero":
             base = torch.zeros_like(original)
@@ -114,8 +160,24 @@ def resolve_baseline(value: Any, *, adapter: Adapter, batch: Batch, stream: str,
 
 
 def token_baseline(name: str, adapter: Adapter, batch: Batch, stream: str, site: str, fixed: Tensor) -> Tensor:
-    """The site's values when every token of ``stream`` that may change is the tokenizer's ``name`` token (e.g. the
-    [PAD] embeddings), with the attention mask, token types and other streams unchanged."""
+    """Embedding-space baseline: the site's values when every token of ``stream`` that may change is the
+    tokenizer's ``name`` token.
+
+    Parameters
+    ----------
+    name:
+        ``"pad"``, ``"mask"`` or ``"unk"``: the tokenizer's ``{name}_token_id``.
+    adapter, batch, stream, site:
+        The model (:meth:`~relevance.adapter.Adapter.with_token_ids` swaps the ids; the attention mask, token
+        types and other streams stay), the batch and the site read.
+    fixed:
+        (B, L) positions kept (special tokens, padding).
+
+    Returns
+    -------
+    Tensor
+        (B, L, ...) the site's values, e.g. the [PAD] embeddings.
+    """
     inputs = batch.streams.get(stream)
     if not isinstance(inputs, TextInputs):
         raise ValueError(f"baseline {name!r} replaces tokens: the {stream!r} stream holds no text")

@@ -29,8 +29,16 @@ _RNG_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Torch's global generators (CPU, and ``device`` when it is a GPU) seeded with ``seed`` for the block, and
-    restored after it."""
+    """Seed torch's global generators for the block, and restore them after it.
+
+    Parameters
+    ----------
+    seed:
+        The seed of the CPU generator (captum's LIME and Kernel SHAP draw there) and of ``device``'s generator
+        when it is a GPU (SmoothGrad's noise is drawn on the input's device).
+    device:
+        The device of the input values.
+    """
     with _RNG_LOCK:
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
@@ -43,7 +51,28 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, inputs: Any, *, texts: Any,
                         target: Any, options: Mapping[str, Any]) -> Explanation:
-    """The :class:`~relevance.explanation.Explanation` of ``method`` (see :func:`relevance.explain`)."""
+    """Explain a batch with a gradient or perturbation method (what :func:`relevance.explain` calls for them).
+
+    Parameters
+    ----------
+    adapter:
+        The model's adapter.
+    name:
+        The method's name in :data:`relevance.methods.METHODS`.
+    method:
+        Its captum call and options (:data:`relevance.attribution.ATTRIBUTION_METHODS`).
+    inputs, texts, target:
+        As :func:`relevance.explain`: prepared by the adapter, the target bound to the model's output.
+    options:
+        The method's options as given (checked here; the others take their defaults).
+
+    Returns
+    -------
+    Explanation
+        One map, of the explained stream: (B, H, W) pixels, (B, h, w) patches or (B, L) tokens; ``extras`` holds
+        captum's attributions (B, ...) at the input site, the feature ids, the stream, the site, every option's
+        value, the baselines and, for integrated gradients, the convergence delta (B,).
+    """
     resolved = method.resolve(options)
     batch, target = adapter.prepare(inputs, texts=texts, target=target)
     warnings = adapter.domain_warnings(batch)
@@ -110,7 +139,26 @@ def _fixed(inputs: Any, values: Tensor, site: str) -> Tensor | None:
 def _attribute(method: AttributionMethod, forward: SiteForward, original: Tensor, baselines: Tensor | None,
                features: Features, options: Mapping[str, Any],
                fixed: Tensor | None) -> tuple[Tensor, Tensor | None, Features]:
-    """captum's attributions (B, ...), the convergence delta (B,) or ``None``, and the features of the map."""
+    """Run captum: the whole batch at once, or sample by sample for the seeded methods.
+
+    Parameters
+    ----------
+    method, forward, options:
+        The method, the forward function captum sees and the resolved options.
+    original:
+        (B, ...) the input values at the site.
+    baselines:
+        (B, ...) like ``original``, or ``None``.
+    features:
+        The features of the batch (occlusion reads its window from them).
+    fixed:
+        (B, L) text positions that never change, or ``None`` for images.
+
+    Returns
+    -------
+    tuple
+        captum's attributions (B, ...), the convergence delta (B,) or ``None``, and the features of the map.
+    """
     window = strides = None
     if method.features == "window":
         window, strides, features = occlusion_window(features, options["window"], options["stride"], original)
