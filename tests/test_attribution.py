@@ -385,3 +385,13 @@ def test_either_tower_of_a_pair_model_with_the_other_fixed(pair_model, stream):
     if stream == "image":
         grid = relevance.explain(pair_model, pixels, texts=texts, method="occlusion", stream="image")
         assert grid.relevance.shape == (2, 4, 4)  # the tower's own patch grid
+
+
+def test_gradient_methods_run_under_no_grad_and_need_no_attention(model):
+    x = images(2)
+    expected = relevance.explain(model, x, method="saliency", target=[1, 2]).relevance
+    with torch.no_grad():
+        inside = relevance.explain(model, x, method="saliency", target=[1, 2]).relevance
+    torch.testing.assert_close(inside, expected, rtol=0, atol=0)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
+        relevance.explain(model, x, method="saliency")
