@@ -2,6 +2,7 @@
 
     python benchmarks/bench_methods.py [--model vit_base_patch16_224] [--batch-sizes 1 8] [--device cuda]
                                        [--repeats 5] [--reference /path/to/Transformer-Explainability]
+                                       [--methods a,b] [--attribution-batch-sizes 1] [--attribution-repeats 1]
 
 For each batch size: the forward pass without gradients, then each method, as the median of ``--repeats``
 runs after one warm-up (runs of all methods are interleaved, so a busy machine slows them alike). Prints
@@ -10,6 +11,11 @@ the growth of the process's peak resident set). With ``--reference`` (a checkout
 part of this project), the authors' transformer attribution and their plain-model gradient rollout are timed
 on the same weights and input at batch 1 (the only batch size they support), and the ratio this package /
 reference is printed.
+
+The gradient and perturbation methods (captum) run with their default options, which evaluate the model tens to
+hundreds of times per image: they are timed at ``--attribution-batch-sizes`` (default: batch 1 only) with
+``--attribution-repeats`` runs (default 1) after the warm-up, and the table gives their model evaluations per
+image (forward passes; a gradient method also runs one backward pass per forward).
 """
 
 from __future__ import annotations
@@ -102,6 +108,23 @@ def reference_functions(reference: Path, timm_model, x: torch.Tensor) -> dict:
     return {"transformer_attribution": transformer_attribution, "gradient_rollout": gradient_rollout}
 
 
+def model_evaluations(method: str, grid: tuple[int, int]) -> str:
+    """``"forward (backward)"`` passes per image of a gradient or perturbation method with its default options (its
+    reference pass included; integrated gradients' delta adds two forward passes, occlusion's unoccluded score
+    one); empty for the other methods."""
+    import relevance
+
+    spec = relevance.get_method(method).attribution
+    if spec is None:
+        return ""
+    defaults = {name: option.default for name, option in spec.options.items()}
+    backward = {"saliency": 1, "input_x_gradient": 1, "integrated_gradients": defaults.get("n_steps", 0),
+                "smoothgrad": defaults.get("n_samples", 0)}.get(method, 0)
+    forward = {"integrated_gradients": backward + 2, "occlusion": grid[0] * grid[1] + 1}.get(
+        method, defaults.get("n_samples", backward))
+    return f"{1 + forward} ({backward})"
+
+
 def lrp_tokens(x: torch.Tensor, patch_embed) -> int:
     return (x.shape[-2] // patch_embed.patch_size[0]) * (x.shape[-1] // patch_embed.patch_size[1]) + 1
 
@@ -114,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--reference", type=Path, help="checkout of hila-chefer/Transformer-Explainability")
+    parser.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
+    parser.add_argument("--attribution-batch-sizes", type=int, nargs="+", default=[1],
+                        help="batch sizes at which the gradient and perturbation methods are timed (default: 1)")
+    parser.add_argument("--attribution-repeats", type=int, default=1,
+                        help="timed runs of the gradient and perturbation methods (default 1, after a warm-up)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: elapsed time; cpu: this process's CPU time (all threads), steadier on a busy "
                              "machine, meaningful for CPU runs with --threads 1")
@@ -128,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
+    methods = [relevance.get_method(m).name for m in args.methods.split(",")] if args.methods else \
+        relevance.list_methods()
     torch.manual_seed(0)
     timm_model = timm.create_model(args.model, pretrained=False).eval().to(args.device)
     model = from_timm(timm_model)
@@ -146,20 +176,29 @@ def main(argv: list[str] | None = None) -> int:
                 return model(x)
 
         functions = {"timm forward (no grad)": timm_forward, "this package's forward (no grad)": forward}
-        for method in relevance.list_methods():
-            functions[method] = lambda method=method: relevance.explain(model, x, method=method)
+        slow = {}
+        for method in methods:
+            explained = lambda method=method: relevance.explain(model, x, method=method)  # noqa: E731
+            if relevance.get_method(method).attribution is None:
+                functions[method] = explained
+            elif batch in args.attribution_batch_sizes:
+                slow[method] = explained
         reference = {}
         if args.reference is not None and batch == 1:
             reference = {f"reference {k}": v for k, v in reference_functions(args.reference, timm_model, x).items()}
             functions.update(reference)
         clock = time.process_time if args.clock == "cpu" else time.perf_counter
         results = measure(functions, args.repeats, args.device, clock)
+        if slow:
+            results.update(measure(slow, args.attribution_repeats, args.device, clock))
         base = results["timm forward (no grad)"][0]  # the source library's own forward
         print(f"\n## batch {batch}\n")
-        print("| method | ms | x timm forward | ms per image | peak memory growth (MiB) |")
-        print("|---|---:|---:|---:|---:|")
+        print("| method | ms | x timm forward | ms per image | peak memory growth (MiB) | forward (backward) passes "
+              "per image |")
+        print("|---|---:|---:|---:|---:|---:|")
         for key, (ms, mib) in results.items():
-            print(f"| {key} | {ms:.1f} | {ms / base:.2f} | {ms / batch:.1f} | {mib:.0f} |")
+            evaluations = model_evaluations(key, model.config.grid_size) if key in relevance.METHODS else ""
+            print(f"| {key} | {ms:.1f} | {ms / base:.2f} | {ms / batch:.1f} | {mib:.0f} | {evaluations} |")
         for key in reference:
             ours = results[key.removeprefix("reference ")][0]
             print(f"\n{key.removeprefix('reference ')}: this package / reference = {ours / results[key][0]:.2f}")

@@ -22,6 +22,7 @@ from relevance.render import COLORMAPS, colorbar, is_diverging, overlay
 
 __all__ = [
     "DEFAULT_DIVERGING_COLORMAP",
+    "DEMO_EXCLUDED_METHODS",
     "DEMO_MAX_PIXELS",
     "ImageError",
     "Prediction",
@@ -91,9 +92,16 @@ def colour_scale(method: str, colormap: str, *, height: int = 480, width: int = 
     return colorbar(overlay_colormap(method, colormap), height, width, signed=is_signed(method))
 
 
+#: Methods the demo leaves out on purpose: each evaluates the model 50 to 256 times per image with its default
+#: options (integration steps, noisy copies, occluded patches, random subsets), about 10 s to a minute per image
+#: for ViT-B/16 on a CPU, and 16 times that for "compare all". They run from Python and the command line
+#: (``relevance explain --method lime``). Saliency and input x gradient (one backward pass) are in the demo.
+DEMO_EXCLUDED_METHODS = ("integrated_gradients", "smoothgrad", "occlusion", "lime", "kernel_shap")
+
+
 def method_names() -> list[str]:
-    """Names of all explanation methods, in the engine's order."""
-    return list(relevance.list_methods())
+    """Names of the demo's explanation methods, in the engine's order (all but :data:`DEMO_EXCLUDED_METHODS`)."""
+    return [m for m in relevance.list_methods() if m not in DEMO_EXCLUDED_METHODS]
 
 
 def num_blocks(model: torch.nn.Module) -> int:

@@ -70,6 +70,8 @@ METHOD_LABELS: dict[str, str] = {
     "partial_lrp": "Partial LRP (Voita et al. 2019)",
     "transformer_attribution": "Transformer attribution (Chefer et al., CVPR 2021)",
     "gradient_rollout": "Gradient rollout (Chefer et al., ICCV 2021)",
+    "saliency": "Saliency, |gradient| (Simonyan et al. 2014)",
+    "input_x_gradient": "Input x gradient (Shrikumar et al. 2016)",
 }
 
 #: Short names for the captions of the method comparison.
@@ -81,6 +83,8 @@ METHOD_CAPTIONS: dict[str, str] = {
     "partial_lrp": "Partial LRP",
     "transformer_attribution": "Transformer attribution",
     "gradient_rollout": "Gradient rollout",
+    "saliency": "Saliency",
+    "input_x_gradient": "Input x gradient",
 }
 
 #: Appended to the caption of a signed method's overlay in the comparison.

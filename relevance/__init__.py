@@ -2,7 +2,9 @@
 
 ``relevance.explain(model, inputs, method=..., target=..., start_layer=...)`` computes, for a batch, the maps of
 Chefer et al. (CVPR 2021 transformer attribution; ICCV 2021 gradient rollout), their baselines, AttnLRP and
-CP-LRP, one map per token stream (image patches, text tokens). The engine imports no model code: models are
+CP-LRP, and the gradient and perturbation baselines computed by captum (saliency, input x gradient, integrated
+gradients, SmoothGrad, occlusion, LIME, Kernel SHAP: :mod:`relevance.attribution`, options as keyword arguments),
+one map per token stream (image patches, text tokens). The engine imports no model code: models are
 built from :mod:`relevance.layers` and talk to the engine through their adapter (:mod:`relevance.adapter`);
 ``relevance.models`` holds the families (ViT/DeiT from timm, ...).
 """

@@ -13,10 +13,12 @@ A model built from :mod:`relevance.layers` makes its adapter known by defining `
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from relevance.methods import Conventions
@@ -161,6 +163,94 @@ class Adapter(abc.ABC):
         pass's ``output``. Methods that explain each layer's own prediction (LeGrad) need it; families that support
         them override this."""
         raise NotImplementedError(f"{type(self).__name__} cannot compute its output from intermediate layers")
+
+    # ------------------------------------------------- hooks of the gradient and perturbation methods
+    def select_rows(self, batch: Batch, rows: Tensor) -> Batch:
+        """The batch made of some of ``batch``'s samples, repeats allowed: the gradient and perturbation methods
+        (:mod:`relevance.attribution`) evaluate each sample many times.
+
+        Parameters
+        ----------
+        batch:
+            A prepared batch of B samples.
+        rows:
+            (B',) long: the sample of each row of the new batch.
+
+        Returns
+        -------
+        Batch
+            B' samples. The default indexes every tensor of ``batch.inputs`` and of the streams whose first dimension
+            is B (:func:`select_rows`); a family whose inputs are not per sample (a shared set of prompts, say)
+            overrides it.
+        """
+        return select_rows(batch, rows)
+
+    def with_token_ids(self, batch: Batch, stream: str, input_ids: Tensor) -> Batch:
+        """The batch with other token ids in one text stream, for embedding-space baselines ([PAD] or [MASK]
+        embeddings) of the gradient and perturbation methods.
+
+        Parameters
+        ----------
+        batch:
+            A prepared batch.
+        stream:
+            A text stream of the batch.
+        input_ids:
+            (B, L) the new ids, shaped like the stream's.
+
+        Returns
+        -------
+        Batch
+            A copy whose attention mask, token types and other streams are unchanged. The default replaces the one
+            tensor of ``batch.inputs`` that holds the stream's ids (:attr:`TextInputs.input_ids`, by identity, else
+            by value); a family whose inputs hold them more than once overrides it.
+        """
+        ids = batch.streams[stream].input_ids
+        keys = [k for k, v in batch.inputs.items() if v is ids]
+        if not keys:
+            keys = [k for k, v in batch.inputs.items()
+                    if isinstance(v, Tensor) and v.shape == ids.shape and v.dtype == ids.dtype and torch.equal(v, ids)]
+        if len(keys) != 1:
+            raise ValueError(f"cannot tell which model input holds the token ids of stream {stream!r} "
+                             f"(candidates: {keys or 'none'}); {type(self).__name__} must override with_token_ids")
+        inputs = dict(batch.inputs)
+        inputs[keys[0]] = input_ids
+        streams = dict(batch.streams)
+        streams[stream] = dataclasses.replace(batch.streams[stream], input_ids=input_ids)
+        return dataclasses.replace(batch, inputs=inputs, streams=streams)
+
+
+def select_rows(batch: Batch, rows: Tensor) -> Batch:
+    """The default of :meth:`Adapter.select_rows`.
+
+    Parameters
+    ----------
+    batch:
+        A prepared batch of B samples.
+    rows:
+        (B',) long: the sample of each new row.
+
+    Returns
+    -------
+    Batch
+        B' samples: each tensor (inputs and streams) whose first dimension is B is indexed, lists of B per-sample
+        items (originals, token strings) are picked, everything else is shared.
+    """
+    rows = rows.to(torch.long)
+    picked = rows.tolist()
+
+    def pick(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch.size:
+            return value[rows.to(value.device)]
+        if isinstance(value, list) and len(value) == batch.size:
+            return [value[i] for i in picked]
+        return value
+
+    streams = {name: dataclasses.replace(inputs, **{f.name: pick(getattr(inputs, f.name))
+                                                   for f in dataclasses.fields(inputs)})
+               for name, inputs in batch.streams.items()}
+    return Batch(inputs={k: pick(v) for k, v in batch.inputs.items()}, size=len(picked), streams=streams,
+                 extras=dict(batch.extras))
 
 
 def adapter_for(model: Any) -> Adapter:

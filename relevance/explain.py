@@ -32,7 +32,7 @@ class AttentionNotCapturedError(RuntimeError):
 def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = "transformer_attribution",
             target: TargetLike = None, start_layer: StartLike = None, start_layer_text: int | None = None,
             layers: LayersLike = None, row_normalize: bool | None = None,
-            gradcam_weights: str | None = None) -> Explanation:
+            gradcam_weights: str | None = None, **method_options: Any) -> Explanation:
     """Explain a model's output for a batch, with one map per token stream.
 
     Parameters
@@ -73,6 +73,14 @@ def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = 
     gradcam_weights:
         ``"readout_row"`` or ``"whole_map"``: where ``attention_gradcam`` averages the gradient into head
         weights (``None``: the family's convention).
+    **method_options:
+        Options of the gradient and perturbation methods (``saliency``, ``input_x_gradient``,
+        ``integrated_gradients``, ``smoothgrad``, ``occlusion``, ``lime``, ``kernel_shap``; computed by captum, see
+        :mod:`relevance.attribution`), e.g. ``n_steps=32, baseline="zero", internal_batch_size=64`` or
+        ``features="superpixels", n_samples=500, seed=1``. Each method checks its own (an unknown name is a
+        ``TypeError`` listing them; :data:`relevance.attribution.ATTRIBUTION_METHODS` holds them with their
+        defaults); the other methods take none. ``start_layer``, ``layers``, ``row_normalize`` and
+        ``gradcam_weights`` do not apply to them.
 
     Returns
     -------
@@ -84,6 +92,11 @@ def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = 
     spec = M.get_method(method)
     if torch.is_inference_mode_enabled():
         raise RuntimeError("explain() needs autograd: call it outside torch.inference_mode()")
+    if spec.attribution is not None:
+        return _explain_by_attribution(adapter, spec, inputs, texts, target, method_options)
+    if method_options:
+        raise TypeError(f"method {spec.name!r} takes no option {', '.join(sorted(method_options))} (only the "
+                        "gradient and perturbation methods take method options)")
     conventions = adapter.info.conventions
     options = M.Options(row_normalize=row_normalize, gradcam_weights=gradcam_weights).resolve(conventions)
     depths = adapter.depths()
@@ -116,6 +129,15 @@ def explain(model: Any, inputs: Any = None, *, texts: Any = None, method: str = 
     extras = {key: value for key, value in batch.extras.items() if not key.startswith("_")}
     return Explanation(method=spec.name, maps=maps, output=output.detach(), scores=scores, target=bound.classes,
                        start_layers=starts, info=adapter.info, matrices=matrices, warnings=warnings, extras=extras)
+
+
+def _explain_by_attribution(adapter: Adapter, spec: M.Method, inputs: Any, texts: Any, target: TargetLike,
+                            options: dict[str, Any]) -> Explanation:
+    """The gradient and perturbation methods: captum on a plain forward function, no tape record."""
+    from relevance.attribution.run import explain_attribution
+
+    return explain_attribution(adapter, spec.name, spec.attribution, inputs, texts=texts, target=target,
+                               options=options)
 
 
 # ------------------------------------------------------------------------------------------------ blocks

@@ -195,8 +195,12 @@ class Explanation:
     warnings:
         Things the user should know, e.g. inputs outside the model's domain.
     extras:
-        What the family's adapter reports about the batch (e.g. an image-text model's zero-shot prompts, the
-        prompt explained for each image and the ranking of the prompts).
+        Anything else: what the family's adapter reports about the batch (e.g. an image-text model's zero-shot
+        prompts, the prompt explained for each image and the ranking of the prompts), and what a method reports
+        besides its map. The gradient and perturbation methods (:mod:`relevance.attribution`): ``"attributions"``
+        (B, ...) captum's attributions at the input site, ``"feature_mask"`` the feature of each position,
+        ``"stream"``, ``"site"``, ``"options"`` (every option's value), and for ``integrated_gradients``
+        ``"convergence_delta"`` (B,): the sum of the attributions minus (score(input) - score(baseline)).
     """
 
     method: str

@@ -19,7 +19,7 @@ Selvaraju et al. 2017, Grad-CAM as adapted to attention by Chefer et al. 2021; A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -117,6 +117,9 @@ class Method:
     default_start_layer:
         The method's own first block when neither the caller nor the family's conventions name one (negative
         counts from the end, clamped to the stream's depth), else 0.
+    attribution:
+        For the gradient and perturbation methods, computed by captum without a tape
+        (:class:`relevance.attribution.AttributionMethod`); ``None`` for the methods of a :class:`StreamRecord`.
     """
 
     name: str
@@ -134,6 +137,7 @@ class Method:
     signed: bool = False
     needs_layer_gradients: bool = False
     default_start_layer: int | None = None
+    attribution: Any = None
 
     @property
     def needs_backward(self) -> bool:
@@ -341,3 +345,40 @@ def get_method(name: str) -> Method:
 def list_methods() -> list[str]:
     """The names of the methods, in the order of the papers' tables."""
     return list(METHODS)
+
+
+# ---------------------------------------------------------------------- gradient and perturbation methods
+def _computed_by_captum(record: StreamRecord) -> Tensor:
+    raise RuntimeError("this method is computed by relevance.attribution (captum), not from a tape record")
+
+
+#: Name -> (title, citation) of the methods computed by captum on the package's forward function
+#: (:mod:`relevance.attribution`): no tape, no rule nodes; options are keyword arguments of explain().
+_ATTRIBUTION_TITLES = {
+    "saliency": ("Saliency (|gradient|)", "Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks, "
+                                          "ICLR workshop 2014"),
+    "input_x_gradient": ("Input x gradient", "Shrikumar et al., Not Just a Black Box, arXiv 1605.01713, 2016"),
+    "integrated_gradients": ("Integrated gradients", "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep "
+                                                     "Networks, ICML 2017"),
+    "smoothgrad": ("SmoothGrad", "Smilkov et al., SmoothGrad: removing noise by adding noise, arXiv 1706.03825, "
+                                 "2017"),
+    "occlusion": ("Occlusion", "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"),
+    "lime": ("LIME", "Ribeiro, Singh & Guestrin, \"Why Should I Trust You?\", KDD 2016"),
+    "kernel_shap": ("Kernel SHAP", "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, "
+                                   "NeurIPS 2017"),
+}
+
+
+def _attribution_methods() -> dict[str, Method]:
+    from relevance.attribution.specs import ATTRIBUTION_METHODS
+
+    return {name: Method(name, title, citation, _computed_by_captum, blocks="none", output="input",
+                         signed=ATTRIBUTION_METHODS[name].signed({o: v.default for o, v in
+                                                                  ATTRIBUTION_METHODS[name].options.items()}),
+                         attribution=ATTRIBUTION_METHODS[name])
+            for name, (title, citation) in _ATTRIBUTION_TITLES.items()}
+
+
+METHODS.update(_attribution_methods())
+ALIASES.update({"ig": "integrated_gradients", "gradient_x_input": "input_x_gradient", "kernelshap": "kernel_shap",
+                "shap": "kernel_shap", "gradient": "saliency"})

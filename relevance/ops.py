@@ -482,11 +482,20 @@ def mark_input(x: Tensor, *, stream: str, site: str) -> Tensor:
     ``"encoder_input"``, ...) and return it; the stream's first site is its default input.
 
     While explaining, a tensor outside the autograd graph (input pixels, embeddings of frozen weights) is
-    replaced by a leaf that requires a gradient, so that the backward passes reach it."""
+    replaced by a leaf that requires a gradient, so that the backward passes reach it. When the tape holds a
+    substitute for ``(stream, site)`` (:attr:`relevance.tape.Tape.substitutes`), the substitute is returned in place
+    of ``x`` (same shape), so the rest of the forward pass runs on it."""
     tape = current_tape()
     if tape is None:
         return x
-    if torch.is_grad_enabled() and not x.requires_grad:
+    substitute = tape.substitutes.get((stream, site))
+    if substitute is not None:
+        if substitute.shape != x.shape:
+            raise ValueError(f"the substitute for input site {site!r} of stream {stream!r} has shape "
+                             f"{tuple(substitute.shape)}; the model computed {tuple(x.shape)} there")
+        tape.substituted.add((stream, site))
+        x = substitute
+    elif torch.is_grad_enabled() and not x.requires_grad:
         x = x.detach().requires_grad_(True)
     tape.inputs.setdefault(stream, {})[site] = x
     return x

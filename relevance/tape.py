@@ -15,6 +15,10 @@ the model runs forward:
   (``recording(query_key=True)``, for the neuron view of :mod:`relevance.views`): explanations record none and
   pay nothing.
 
+A tape may also carry **substitutes**: values that replace an input site during the forward pass (the gradient and
+perturbation methods of :mod:`relevance.attribution` evaluate the model on values of one site, e.g. noisy pixels or
+interpolated word embeddings, with everything else computed from the batch as usual).
+
 The model itself keeps nothing, so two threads can explain with one model at once, and no hooks are ever
 registered on modules.
 
@@ -145,6 +149,8 @@ class Tape:
     block_inputs: dict[str, list[Tensor]] = field(default_factory=dict)
     keep_query_key: bool = False
     query_key: dict[AttentionKey, QueryKey] = field(default_factory=dict)
+    substitutes: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    substituted: set[tuple[str, str]] = field(default_factory=set)
 
     def attention_of(self, stream: str, kind: str = "self") -> list[Tensor]:
         """The stream's attention maps of one kind, ordered by layer."""
@@ -163,6 +169,8 @@ class Tape:
         self.inputs.clear()
         self.block_inputs.clear()
         self.query_key.clear()
+        self.substitutes.clear()
+        self.substituted.clear()
 
 
 _CURRENT: ContextVar[Tape | None] = ContextVar("relevance_tape", default=None)

@@ -41,6 +41,23 @@ class Target:
         """(B,) explained classes, when the target is a class; ``None`` otherwise."""
         return None
 
+    def select(self, rows: Tensor) -> "Target":
+        """This bound target for a batch made of some of its samples (the gradient and perturbation methods
+        evaluate each sample many times).
+
+        Parameters
+        ----------
+        rows:
+            (B',) long: the sample of each row.
+
+        Returns
+        -------
+        Target
+            Default: the target itself (its score of a row depends on that row only); targets that hold per-sample
+            choices (classes) pick them.
+        """
+        return self
+
     def seed(self, output: Tensor) -> Tensor:
         """``d sum_b score_b / d output``: the gradient seed, shaped like ``output``."""
         with torch.enable_grad():
@@ -93,6 +110,11 @@ class ClassTarget(Target):
     @property
     def classes(self) -> Tensor | None:
         return self.resolved
+
+    def select(self, rows: Tensor) -> "ClassTarget":
+        if self.resolved is None:
+            raise RuntimeError("bind the target to an output first")
+        return ClassTarget(self.requested, self.resolved[rows.to(self.resolved.device)])
 
     def score(self, output: Tensor) -> Tensor:
         if self.resolved is None:

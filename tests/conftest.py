@@ -58,3 +58,11 @@ def vit_config_model(config: str, **overrides):
     kwargs = dict(VIT_CONFIGS[config])
     kwargs.update(overrides)
     return tiny_timm_vit(kwargs.pop("name", "vit_tiny_patch16_224"), **kwargs)
+
+
+#: Small options for the gradient and perturbation methods (captum) in tests that run every method: their defaults
+#: (50 integration steps, 50 noisy copies, 256 subsets) are tested in tests/test_attribution.py. LIME's Lasso weight
+#: is lowered because a random model's scores move by about 0.01 when a patch is removed, and captum's default
+#: (alpha 0.01) would set every coefficient to zero.
+FAST_OPTIONS = {"integrated_gradients": dict(n_steps=8), "smoothgrad": dict(n_samples=4),
+                "lime": dict(n_samples=40, alpha=1e-5), "kernel_shap": dict(n_samples=40)}

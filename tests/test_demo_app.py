@@ -47,7 +47,7 @@ pytestmark = [  # gradio's queue uses pandas options that pandas 3 deprecates; n
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
 ]
-ALL_METHODS = relevance.list_methods()
+ALL_METHODS = app_engine.method_names()  # the engine's methods but the expensive gradient/perturbation ones
 TINY = "tiny test ViT"
 
 
@@ -321,14 +321,22 @@ def test_an_unreachable_hub_is_a_sentence_on_the_page_and_details_in_the_log(mon
 
 def test_compare_shows_every_method_for_the_same_class(demo_handlers, tiny_model, images):
     gallery, status = demo_handlers.compare(str(images["rgb"]), TINY, 2, "", 1, 0.5)
-    assert len(gallery) == len(ALL_METHODS) == len(relevance.list_methods())
+    assert len(gallery) == len(ALL_METHODS) == len(relevance.list_methods()) - len(app_engine.DEMO_EXCLUDED_METHODS)
     assert [caption for _, caption in gallery] == [method_caption(m) for m in ALL_METHODS]
     assert method_caption("lrp").startswith(METHOD_CAPTIONS["lrp"]) and "signed" in method_caption("lrp")
     assert method_caption("rollout") == METHOD_CAPTIONS["rollout"]
     for (overlay, _), method in zip(gallery, ALL_METHODS):
         expected, _ = direct_overlay(tiny_model, images["rgb"], method, target=2, start_layer=1)
         np.testing.assert_array_equal(overlay, expected)
-    assert f"{len(relevance.list_methods())} methods" in status and "cherry" in status
+    assert f"{len(ALL_METHODS)} methods" in status and "cherry" in status
+
+
+def test_the_demo_leaves_out_only_the_expensive_gradient_and_perturbation_methods():
+    expensive = {m for m in relevance.list_methods() if relevance.get_method(m).attribution is not None} - {
+        "saliency", "input_x_gradient"}  # one backward pass each: in the demo
+    assert set(app_engine.DEMO_EXCLUDED_METHODS) == expensive
+    assert ALL_METHODS == [m for m in relevance.list_methods() if m not in expensive]
+    assert "saliency" in ALL_METHODS and "input_x_gradient" in ALL_METHODS
 
 
 def test_compare_without_class_pins_the_top_prediction(demo_handlers, tiny_model, images):
@@ -617,7 +625,7 @@ def test_api_compare_returns_one_image_per_method(demo_client, tiny_model, image
     gallery, status = demo_client.predict(
         handle_file(str(images["other"])), TINY, 1, "", 0, 0.5, "jet", api_name="/compare"
     )
-    assert len(gallery) == len(relevance.list_methods())
+    assert len(gallery) == len(ALL_METHODS)
     assert [item["caption"] for item in gallery] == [method_caption(m) for m in ALL_METHODS]
     for item, method in zip(gallery, ALL_METHODS):
         expected, _ = direct_overlay(tiny_model, images["other"], method, target=1)

@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import relevance  # noqa: E402
+from demos import app_engine  # noqa: E402
 from demos.app import build_app  # noqa: E402
 from demos.app_image import DEFAULT_METHOD, METHOD_LABELS, method_caption  # noqa: E402
 from demos.app_testing import chromium_context, serving, tiny_vit  # noqa: E402
@@ -163,12 +164,12 @@ def test_a_user_explains_an_image_in_the_browser(demo_page, demo_model, demo_ima
 
     # Compare: one captioned image per method, each the engine's overlay for the same class.
     page.click("#compare-button")
-    expect(status).to_contain_text(f"Compared {len(relevance.list_methods())} methods")
+    expect(status).to_contain_text(f"Compared {len(app_engine.method_names())} methods")
     gallery_images = page.locator("#compare-gallery img")
-    expect(gallery_images).to_have_count(len(relevance.list_methods()))
-    for method in relevance.list_methods():
+    expect(gallery_images).to_have_count(len(app_engine.method_names()))
+    for method in app_engine.method_names():
         expect(page.locator("#compare-gallery")).to_contain_text(method_caption(method))
-    for index, method in enumerate(relevance.list_methods()):
+    for index, method in enumerate(app_engine.method_names()):
         response = page.request.get(gallery_images.nth(index).get_attribute("src"))
         shown = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
         np.testing.assert_array_equal(shown, expected_overlay(demo_model, photo, method, top_class))
@@ -219,10 +220,10 @@ def test_the_overlay_is_large_signed_maps_are_centred_and_a_new_upload_clears_ol
     np.testing.assert_array_equal(bar, colorbar("bwr", 480, 88, signed=True))
     assert tuple(bar[240, 0]) == (255, 255, 255) and tuple(bar[0, 0]) == tuple(COLORMAPS["bwr"][255])
     page.click("#compare-button")
-    expect(status).to_contain_text(f"Compared {len(relevance.list_methods())} methods")
+    expect(status).to_contain_text(f"Compared {len(app_engine.method_names())} methods")
     gallery_images = page.locator("#compare-gallery img")
-    expect(gallery_images).to_have_count(len(relevance.list_methods()))
-    lrp_index = relevance.list_methods().index("lrp")
+    expect(gallery_images).to_have_count(len(app_engine.method_names()))
+    lrp_index = app_engine.method_names().index("lrp")
     lrp_tile = page.request.get(gallery_images.nth(lrp_index).get_attribute("src")).body()
     np.testing.assert_array_equal(
         np.asarray(Image.open(io.BytesIO(lrp_tile)).convert("RGB")),

@@ -50,16 +50,24 @@ def _table_cell(row: str, header: str, column: str) -> str:
     return cells[titles.index(column)].replace("**", "")
 
 
+#: The methods of the end-to-end run: all but the gradient and perturbation methods that evaluate the model tens
+#: to hundreds of times per explanation (test_attribution_methods_are_evaluated_with_their_time runs those).
+CHEAP = [m for m in relevance.list_methods()
+         if relevance.get_method(m).attribution is None or m in ("saliency", "input_x_gradient")]
+
+
 def test_evaluate_end_to_end(tmp_path, capsys):
     out = tmp_path / "eval"
-    rc = main(["evaluate", "--samples", "3", "--seed", "10000000", "--out", str(out), "--figure-rows", "2"])
+    rc = main(["evaluate", "--samples", "3", "--seed", "10000000", "--out", str(out), "--figure-rows", "2",
+               "--methods", ",".join(CHEAP)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "evaluate" in captured.err  # the progress bar
     lines = [line for line in captured.out.splitlines() if line.startswith("| ")]
     names = [line.split("|")[1].strip().split(" ")[0] for line in lines[1:]]
-    assert names == relevance.list_methods() + ["random"]
+    assert names == CHEAP + ["random"]
     assert "Pointing game" in lines[0] and "Pos. AUC" in lines[0] and "mIoU" in lines[0]
+    assert lines[0].rstrip(" |").endswith("ms / explanation")
     assert (out / "results.md").read_text().count("| transformer_attribution") >= 1
     data = json.loads((out / "results.json").read_text())
     assert data["scenes"] == 3 and data["seed"] == 10_000_000 and set(data["methods"]) == set(names)
@@ -75,7 +83,8 @@ def test_evaluate_end_to_end(tmp_path, capsys):
             curves["negative"]))
         # the printed table shows the values of results.json, in the right columns
         for key, column in [("mass", "Mass in object ↑"), ("auc_positive", "Pos. AUC ↓"),
-                            ("auc_negative", "Neg. AUC ↑"), ("pointing", "Pointing game ↑")]:
+                            ("auc_negative", "Neg. AUC ↑"), ("pointing", "Pointing game ↑"),
+                            ("ms_per_explanation", "ms / explanation")]:
             assert _table_cell(rows[name], lines[0], column).startswith(f"{metrics[key]['mean']:.1f}"), (name, key)
     # The trained model's class-specific maps beat random maps: removing their most relevant pixels first
     # (positive test) loses the class much sooner than removing their least relevant ones (negative test),
@@ -126,3 +135,24 @@ def test_scores_follow_the_protocol(model):
     d = E.relevance_maps(model, x, torch.tensor([scene.labels[1]]), "transformer_attribution", 1)
     assert c.shape == (1, 64, 64) and not torch.allclose(c, d)
     assert np.isfinite(result.scores["rollout"].summary()["miou"][0])
+
+
+def test_attribution_methods_are_evaluated_with_their_time(model):
+    """The gradient and perturbation methods run in the benchmark, with their options and a time per explanation;
+    the time is the wall clock of the explain() calls over the explained objects."""
+    names = [m for m in relevance.list_methods() if relevance.get_method(m).attribution is not None]
+    options = {"integrated_gradients": {"n_steps": 8}, "smoothgrad": {"n_samples": 4}, "lime": {"n_samples": 32},
+               "kernel_shap": {"n_samples": 32}}
+    result = E.evaluate(model, scenes=2, seed=10_000_000, methods=names, random_reference=False, progress=False,
+                        method_options=options)
+    assert result.methods == names and result.method_options == options
+    n = len(result.samples)
+    for m in names:
+        assert result.scores[m].explanations == n
+        assert result.scores[m].milliseconds() == pytest.approx(1000 * result.scores[m].seconds / n)
+        assert 0 < result.scores[m].milliseconds() < 60_000
+        assert len(result.scores[m].values["pointing"]) == n
+    table = result.table().splitlines()
+    assert table[0].endswith("| ms / explanation |") and len(table) == 2 + len(names)
+    assert "lime: n_samples=32" in E.markdown_report(result, "shapes-vit")
+    assert E.result_dict(result)["method_options"]["lime"] == {"n_samples": 32}

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 import torch
-from conftest import tiny_timm_vit
+from conftest import FAST_OPTIONS, tiny_timm_vit
 
 import relevance
 from relevance.tape import current_tape
@@ -67,7 +67,7 @@ def test_nothing_of_an_explanation_stays_on_the_model(model):
         plain_before = model(x)
         model.train()
     for method in relevance.list_methods():
-        relevance.explain(model, x, method=method)
+        relevance.explain(model, x, method=method, **FAST_OPTIONS.get(method, {}))
     after = module_state(model)
     assert after[0] == before[0] == 0  # no hooks, ever
     assert after[1] == before[1]

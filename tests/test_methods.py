@@ -1,9 +1,9 @@
-"""The seven methods: conservation, the spec's equalities, batching, targets (the reference's numbers:
+"""The methods: conservation, the spec's equalities, batching, targets (the reference's numbers:
 test_reference_parity.py)."""
 
 import pytest
 import torch
-from conftest import DEVICE, tiny_timm_vit
+from conftest import DEVICE, FAST_OPTIONS, tiny_timm_vit
 
 import relevance
 from relevance import methods as M
@@ -54,10 +54,11 @@ def test_transformer_attribution_with_attention_in_place_of_relevance_equals_gra
 @pytest.mark.parametrize("method", relevance.list_methods())
 def test_a_batch_gives_the_maps_of_single_calls(models64, kind, method):
     model, x, targets = models64[kind], images(3), [2, 0, 6]
-    batch = relevance.explain(model, x, method=method, target=targets, start_layer=1)
+    options = FAST_OPTIONS.get(method, {})
+    batch = relevance.explain(model, x, method=method, target=targets, start_layer=1, **options)
     assert batch.target.tolist() == targets
     for i in range(3):
-        single = relevance.explain(model, x[i:i + 1], method=method, target=targets[i], start_layer=1)
+        single = relevance.explain(model, x[i:i + 1], method=method, target=targets[i], start_layer=1, **options)
         torch.testing.assert_close(batch.relevance[i:i + 1], single.relevance, rtol=1e-10, atol=1e-14)
         torch.testing.assert_close(batch.logits[i:i + 1], single.logits, rtol=1e-12, atol=1e-12)
 
@@ -86,10 +87,13 @@ def test_attention_maps_equal_those_computed_from_timms_own_attention():
 
 def test_shapes_signs_and_class_dependence(models64):
     model, x = models64["class-token"], images(2)
-    maps = {m: relevance.explain(model, x, method=m, target=[1, 2]).relevance for m in relevance.list_methods()}
-    others = {m: relevance.explain(model, x, method=m, target=[3, 3]).relevance for m in relevance.list_methods()}
+    maps = {m: relevance.explain(model, x, method=m, target=[1, 2], **FAST_OPTIONS.get(m, {})).relevance
+            for m in relevance.list_methods()}
+    others = {m: relevance.explain(model, x, method=m, target=[3, 3], **FAST_OPTIONS.get(m, {})).relevance
+              for m in relevance.list_methods()}
     for method, values in maps.items():
-        pixel_level = relevance.get_method(method).output == "input"
+        spec = relevance.get_method(method)  # perturbation methods default to the patches as features
+        pixel_level = spec.output == "input" and not (spec.attribution and spec.attribution.kind == "perturbation")
         assert values.shape == ((2, 32, 32) if pixel_level else (2, 4, 4)), method
         assert torch.isfinite(values).all(), method
         class_agnostic = method in ("attention", "rollout")

@@ -45,11 +45,13 @@ from relevance.models.embedded import EMBEDDED_DIR, load_embedded
 model = load_embedded()
 scene = render_scene(10_000_000)
 explanation = relevance.explain(model, scene.image)
+occlusion = relevance.explain(model, scene.image, method="occlusion")  # relevance.attribution, through captum
 result.update(
     relevance_file=relevance.__file__,
     embedded_dir=str(EMBEDDED_DIR),
     class_names=model.class_names,
     relevance_shape=list(explanation.relevance.shape),
+    occlusion_shape=list(occlusion.relevance.shape),
     finite=bool(np.isfinite(explanation.relevance.numpy()).all()),
     explained=explanation.class_name(0),
     scene_labels=scene.names,
@@ -115,6 +117,7 @@ def test_the_installed_wheel_explains_offline_from_outside_the_checkout(wheel, t
     assert {result[name] for name in ("models", "demos", "assets")} == {"missing"}
     assert result["class_names"] == ["circle", "square", "triangle", "cross", "star", "ring"]
     assert result["relevance_shape"] == [1, 8, 8] and result["finite"]
+    assert result["occlusion_shape"] == [1, 8, 8]  # on the patch grid
     assert result["explained"] in result["scene_labels"]  # the shipped weights, not random ones
     assert result["overlay_shape"] == [64, 64, 3]
     assert result["photo_warning"] and "mean nothing" in result["photo_warning"]

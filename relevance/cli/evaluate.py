@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=10_000_000,
                         help="first held-out scene seed of synthetic worlds (default 10000000, far from training)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods (default: all); see relevance.list_methods()")
+                        help="comma-separated methods (default: all of relevance.list_methods(), the gradient and "
+                             "perturbation methods with their default options)")
     parser.add_argument("--start-layer", type=int, default=None,
                         help="start_layer for transformer_attribution, rollout and gradient_rollout "
                              "(default: the papers' scripts, 1 for TA and rollout, 0 for gradient rollout)")

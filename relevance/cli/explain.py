@@ -74,8 +74,38 @@ def methods_help() -> str:
             notes.append("same map for every class")
         if name in aliases:
             notes.append("alias " + ", ".join(aliases[name]))
+        if method.attribution is not None:
+            own = [o for o in method.attribution.options if o not in ("stream", "site")]
+            notes.append("captum; --option " + ", ".join(own))
         lines.append(f"  {name:<{width}}  {'; '.join(notes)}")
     return "\n".join(lines)
+
+
+def parse_options(items: Sequence[str] | None, method: str) -> dict[str, object]:
+    """``--option NAME=VALUE`` items as keyword arguments of ``relevance.explain`` for ``method``: values are Python
+    literals (``50``, ``0.1``, ``True``, ``(8, 8)``) or else strings (``superpixels``), checked by the method."""
+    import ast
+
+    import relevance
+
+    options: dict[str, object] = {}
+    for item in items or []:
+        name, equals, text = item.partition("=")
+        if not equals or not name.strip():
+            raise UsageError(f"--option takes NAME=VALUE, got {item!r}")
+        try:
+            options[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            options[name.strip()] = text.strip()
+    if options:
+        spec = relevance.get_method(method)
+        if spec.attribution is None:
+            raise UsageError(f"method {method} takes no --option (only the gradient and perturbation methods do)")
+        try:
+            spec.attribution.resolve(options)
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from None
+    return options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local weights (.safetensors, or .pth loaded with weights_only=True) for --model")
     parser.add_argument("--method", default=DEFAULT_METHOD,
                         help=f"explanation method (default: {DEFAULT_METHOD}); the methods are listed below")
+    parser.add_argument("--option", action="append", default=None, metavar="NAME=VALUE",
+                        help="an option of a gradient or perturbation method (repeatable), e.g. --option n_steps=32 "
+                             "--option features=superpixels")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--target", default=None, metavar="CLASS",
                        help="explain this class instead of the prediction: an index, a name or one of its "
@@ -186,6 +219,7 @@ class _Setup:
     num_classes: int
     target: int | None
     start_layer: int
+    options: dict = field(default_factory=dict)
 
 
 def _check_device(device: str) -> str:
@@ -227,6 +261,7 @@ def _load_model(args: argparse.Namespace):
 
 def _setup(args: argparse.Namespace) -> _Setup:
     method = _check_method(args.method)
+    options = parse_options(args.option, method)
     args.device = _check_device(args.device)
     model = _load_model(args)
     depth = len(getattr(model, "blocks", []))
@@ -238,7 +273,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
         raise UsageError(f"--top-k {args.top_k} exceeds the model's {num_classes} classes")
     target = resolve_target(args.target, class_names, num_classes) if args.target is not None else None
     return _Setup(model=model, method=method, class_names=class_names, num_classes=num_classes, target=target,
-                  start_layer=args.start_layer)
+                  start_layer=args.start_layer, options=options)
 
 
 # ---------------------------------------------------------------------------------------- labels
@@ -305,14 +340,14 @@ def _classes_to_explain(setup: _Setup, pixels: torch.Tensor,
 
     if top_k == 1:
         explanation = relevance.explain(setup.model, pixels, method=setup.method, target=setup.target,
-                                        start_layer=setup.start_layer)
+                                        start_layer=setup.start_layer, **setup.options)
         return explanation.logits.float(), explanation.target.cpu().view(-1, 1), explanation
     device = next(setup.model.parameters()).device
     with torch.no_grad():
         logits = setup.model(pixels.to(device)).float()
     classes = logits.argsort(dim=-1, descending=True)[:, :top_k].cpu()
     explanation = relevance.explain(setup.model, pixels.repeat_interleave(top_k, dim=0), method=setup.method,
-                                    target=classes.reshape(-1), start_layer=setup.start_layer)
+                                    target=classes.reshape(-1), start_layer=setup.start_layer, **setup.options)
     return logits, classes, explanation
 
 

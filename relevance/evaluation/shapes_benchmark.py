@@ -13,15 +13,19 @@ For every scene and every object class present in it, each method explains that 
   before normalisation) for the explained class, a hit being "the class is still predicted"
   (logit > 0). AUC = 100 x trapz.
 
-A "random" reference row (uniform noise on the patch grid, upsampled) shows what chance scores.
+A "random" reference row (uniform noise on the patch grid, upsampled) shows what chance scores. Next to the scores,
+each method's time per explanation (wall clock of its ``explain`` calls, batched, divided by the explained objects):
+the gradient and perturbation methods (captum) run with their default options unless ``method_options`` says.
+Times are measurements of one run on one machine, not results: they are kept apart from the scores.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,8 +54,21 @@ SHORT_NAMES = {
     "partial_lrp": "partial LRP",
     "transformer_attribution": "transformer attr.",
     "gradient_rollout": "grad. rollout",
+    "attnlrp": "AttnLRP",
+    "cp_lrp": "CP-LRP",
+    "legrad": "LeGrad",
+    "saliency": "saliency",
+    "input_x_gradient": "input x grad.",
+    "integrated_gradients": "integrated grad.",
+    "smoothgrad": "SmoothGrad",
+    "occlusion": "occlusion",
+    "lime": "LIME",
+    "kernel_shap": "Kernel SHAP",
     RANDOM: "random",
 }
+
+#: The cost column: (key, title), shown after the metrics; milliseconds per explained object.
+TIME_COLUMN = ("ms_per_explanation", "ms / explanation")
 
 #: (key, column title, higher is better, has a per-sample confidence interval)
 METRICS: tuple[tuple[str, str, bool, bool], ...] = (
@@ -100,6 +117,8 @@ class MethodScores:
     segmentation: SegmentationAccumulator = field(default_factory=SegmentationAccumulator)
     hits_positive: list[torch.Tensor] = field(default_factory=list)
     hits_negative: list[torch.Tensor] = field(default_factory=list)
+    seconds: float = 0.0
+    explanations: int = 0
 
     def add(self, key: str, values: torch.Tensor | Sequence[float]) -> None:
         self.values.setdefault(key, []).extend(float(v) for v in torch.as_tensor(values).flatten())
@@ -122,6 +141,10 @@ class MethodScores:
             out["miou"] = (seg.miou, None)
         return out
 
+    def milliseconds(self) -> float:
+        """Wall-clock milliseconds of the method's ``explain`` calls per explained object (NaN when untimed)."""
+        return 1000.0 * self.seconds / self.explanations if self.explanations else float("nan")
+
     def curves(self) -> dict[str, list[float]]:
         return {
             "positive": torch.cat(self.hits_positive).float().mean(0).tolist(),
@@ -138,11 +161,14 @@ class EvaluationResult:
     seed: int
     start_layers: dict[str, int]
     unperturbed_accuracy: float
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def table(self) -> str:
-        """Markdown table of methods x metrics (mean ± 95% CI where per-sample values exist)."""
-        head = "| Method | " + " | ".join(title for _, title, _, _ in METRICS) + " |"
-        rule = "|---|" + "---|" * len(METRICS)
+    def table(self, timing: bool = True) -> str:
+        """Markdown table of methods x metrics (mean ± 95% CI where per-sample values exist) and, with ``timing``,
+        the time per explanation."""
+        head = "| Method | " + " | ".join(title for _, title, _, _ in METRICS) + (
+            f" | {TIME_COLUMN[1]} |" if timing else " |")
+        rule = "|---|" + "---|" * len(METRICS) + ("---:|" if timing else "")
         rows = [head, rule]
         summaries = {m: self.scores[m].summary() for m in self.methods}
         best: dict[str, str] = {}
@@ -157,6 +183,9 @@ class EvaluationResult:
                 mean, ci = summaries[m].get(key, (float("nan"), None))
                 text = "–" if not np.isfinite(mean) else (f"{mean:.1f}" if ci is None else f"{mean:.1f} ± {ci:.1f}")
                 cells.append(f"**{text}**" if best.get(key) == m else text)
+            if timing:
+                milliseconds = self.scores[m].milliseconds()
+                cells.append(f"{milliseconds:.1f}" if np.isfinite(milliseconds) else "–")
             name = f"{m} (start {self.start_layers[m]})" if m in self.start_layers else m
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(rows)
@@ -179,8 +208,10 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.Tensor, method: str,
-                   start_layer: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Raw relevance (B, H, W) at the input resolution for ``method`` (or the random reference)."""
+                   start_layer: int, generator: torch.Generator | None = None,
+                   options: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """Raw relevance (B, H, W) at the input resolution for ``method`` (or the random reference); ``options`` are
+    the method's options (gradient and perturbation methods)."""
     import relevance
 
     size = tuple(pixels.shape[-2:])
@@ -188,7 +219,8 @@ def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.
         h, w = getattr(getattr(model, "config", None), "grid_size", (8, 8))  # noise on the patch grid
         noise = torch.rand(pixels.shape[0], h, w, generator=generator)
         return _upsample(noise, size)
-    explanation = relevance.explain(model, pixels, method=method, target=targets, start_layer=start_layer)
+    explanation = relevance.explain(model, pixels, method=method, target=targets, start_layer=start_layer,
+                                    **(options or {}))
     return _upsample(explanation.relevance, size)
 
 
@@ -220,6 +252,7 @@ def evaluate_scenes(
     start_layers: dict[str, int],
     batch_size: int = 32,
     advance=None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-sample results on the held-out scenes ``seed + scenes.start .. seed + scenes.stop - 1``.
 
@@ -238,6 +271,8 @@ def evaluate_scenes(
         Samples per batch (batches never cross ``scenes``).
     advance:
         Called with the number of scenes done after each batch (a progress bar's ``update``).
+    method_options:
+        A method's options by its name (e.g. ``{"lime": {"n_samples": 64}}``; default: the methods' defaults).
 
     Returns
     -------
@@ -245,7 +280,8 @@ def evaluate_scenes(
         One row per explained object: ``scene``, ``label``, ``unperturbed`` (the class is predicted) and per method
         ``"<method>.<key>"`` for the per-sample metrics (:data:`METRICS` but pixel accuracy and mIoU), the §5.2
         counts (``correct``, ``labelled``, ``intersection``, ``union``) and the hits of both perturbation tests
-        (``hits_positive``, ``hits_negative``: (n, 10) bool).
+        (``hits_positive``, ``hits_negative``: (n, 10) bool); ``"<method>.seconds"`` is the wall-clock time of
+        the batch's explanation divided by its size (a measurement, not a result).
     """
     config = model.data_config
     size = tuple(config.input_size)
@@ -277,7 +313,10 @@ def evaluate_scenes(
         add("label", targets)
         add("unperturbed", multilabel_present(classify(pixels), targets))
         for m in methods:
-            maps = relevance_maps(model, pixels, targets.to(device), m, start_layers.get(m, 0), generator).cpu()
+            started = time.perf_counter()
+            maps = relevance_maps(model, pixels, targets.to(device), m, start_layers.get(m, 0), generator,
+                                  (method_options or {}).get(m)).cpu()
+            add(f"{m}.seconds", [(time.perf_counter() - started) / len(batch)] * len(batch))
             add(f"{m}.pointing", pointing_game(maps, target_masks))
             add(f"{m}.pointing_tolerant", pointing_game(maps, target_masks, tolerance=tolerance))
             add(f"{m}.mass", mass_inside(maps, target_masks))
@@ -298,7 +337,8 @@ def evaluate_scenes(
 
 
 def result_from_rows(rows: dict[str, np.ndarray], *, methods: Sequence[str], scenes: int, seed: int,
-                     start_layers: dict[str, int], size: int) -> EvaluationResult:
+                     start_layers: dict[str, int], size: int,
+                     method_options: Mapping[str, Mapping[str, Any]] | None = None) -> EvaluationResult:
     """The :class:`EvaluationResult` of the merged per-sample rows of :func:`evaluate_scenes`."""
     samples = held_out_samples(scenes, seed, size)
     if len(samples) != len(rows["label"]) or [s.label for s in samples] != rows["label"].tolist():
@@ -315,10 +355,13 @@ def result_from_rows(rows: dict[str, np.ndarray], *, methods: Sequence[str], sce
             ap_sum=float(sum(rows[f"{m}.map"].tolist())), images=len(samples))
         sc.hits_positive = [torch.from_numpy(rows[f"{m}.hits_positive"])]
         sc.hits_negative = [torch.from_numpy(rows[f"{m}.hits_negative"])]
+        if f"{m}.seconds" in rows:
+            sc.seconds, sc.explanations = float(rows[f"{m}.seconds"].sum()), len(samples)
         scores[m] = sc
     return EvaluationResult(methods=list(methods), scores=scores, samples=samples, scenes=scenes, seed=seed,
                             start_layers=dict(start_layers),
-                            unperturbed_accuracy=float(np.mean(rows["unperturbed"])))
+                            unperturbed_accuracy=float(np.mean(rows["unperturbed"])),
+                            method_options={m: dict(o) for m, o in (method_options or {}).items()})
 
 
 def evaluate(
@@ -331,21 +374,26 @@ def evaluate(
     start_layer: int | None = None,
     random_reference: bool = True,
     progress: bool = True,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> EvaluationResult:
-    """Score every method on the held-out scenes (see the module docstring), in this process.
+    """Score every method on the held-out scenes (see the module docstring), in this process. ``method_options``
+    maps a method's name to its options (e.g. ``{"lime": {"n_samples": 64}}``; default: the methods' defaults).
 
     ``relevance evaluate`` runs the same computation in shards over processes (:func:`evaluate_scenes` per shard,
     :func:`result_from_rows` on the merged rows); with one shard the two agree exactly.
     """
     from tqdm import tqdm
 
+    import relevance
+
     names, start_layers = resolve_methods(model, methods, start_layer, random_reference)
+    options = {relevance.get_method(m).name: dict(o) for m, o in (method_options or {}).items()}
     bar = tqdm(total=scenes, desc="evaluate", unit="scene", disable=not progress, file=sys.stderr)
     rows = evaluate_scenes(model, range(scenes), seed=seed, methods=names, start_layers=start_layers,
-                           batch_size=batch_size, advance=bar.update)
+                           batch_size=batch_size, advance=bar.update, method_options=options)
     bar.close()
     return result_from_rows(rows, methods=names, scenes=scenes, seed=seed, start_layers=start_layers,
-                            size=int(model.data_config.input_size[-1]))
+                            size=int(model.data_config.input_size[-1]), method_options=options)
 
 
 def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile: int = 128) -> np.ndarray:
@@ -371,7 +419,8 @@ def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile
     pixels = normalize(images01).to(device)
     targets = torch.tensor([s.label for s in chosen], device=device)
     generator = torch.Generator().manual_seed(result.seed)
-    maps = {m: relevance_maps(model, pixels, targets, m, result.start_layers.get(m, 0), generator).cpu()
+    maps = {m: relevance_maps(model, pixels, targets, m, result.start_layers.get(m, 0), generator,
+                              result.method_options.get(m)).cpu()
             for m in result.methods}
     tiles, titles = [], []
     for i, s in enumerate(chosen):
@@ -410,7 +459,10 @@ def markdown_report(result: EvaluationResult, model_name: str) -> str:
         f"{100 * result.unperturbed_accuracy:.1f}% of them unperturbed. "
         "Values in percent (AUC: 100 x trapz over 0..0.9, max 90), mean ± 95% confidence interval; "
         "pixel accuracy and mIoU are accumulated over all maps (spec §5.2). "
-        "Best non-random value per column in bold.",
+        "Best non-random value per column in bold. The last column is the wall-clock time of each method's "
+        "explain() calls per explained object (batches of up to 32, this machine, whatever else it was running; "
+        "the gradient and perturbation methods with their default options"
+        + (f", except {_options_text(result.method_options)}" if result.method_options else "") + ").",
         "",
         result.table(),
         "",
@@ -431,6 +483,10 @@ def markdown_report(result: EvaluationResult, model_name: str) -> str:
         for test in ("positive", "negative"):
             lines.append(f"| {m} | {test} | " + " | ".join(f"{100 * v:.1f}" for v in curves[test]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _options_text(options: Mapping[str, Mapping[str, Any]]) -> str:
+    return "; ".join(f"{m}: " + ", ".join(f"{k}={v!r}" for k, v in o.items()) for m, o in options.items())
 
 
 def by_objects(result: EvaluationResult) -> str:
@@ -460,6 +516,9 @@ def result_dict(result: EvaluationResult) -> dict:
         "objects": len(result.samples),
         "unperturbed_accuracy": result.unperturbed_accuracy,
         "start_layers": result.start_layers,
+        "method_options": {m: {k: v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
+                               for k, v in o.items()} for m, o in result.method_options.items()},
+        "milliseconds_per_explanation": {m: result.scores[m].milliseconds() for m in result.methods},
         "methods": {
             m: {
                 "metrics": {k: {"mean": v[0], "ci95": v[1]} for k, v in result.scores[m].summary().items()},
