@@ -357,9 +357,8 @@ def text_classification_tab(catalog: ModelCatalog, *, examples: Sequence[TextExa
             with gr.Column(scale=1):
                 text = gr.Textbox(label="Text", lines=3, max_length=MAX_TEXT_CHARS, elem_id="text-input",
                                   placeholder="Type a film review, e.g. the acting was not dull .")
-                example_set = None
                 if examples:
-                    example_set = gr.Examples(examples=[[e.text] for e in examples], inputs=[text],
+                    gr.Examples(examples=[[e.text] for e in examples], inputs=[text],
                                               label="Reviews of the reviews world (reviews-bert knows them)",
                                               elem_id="text-examples")
                 hint = gr.Markdown("", elem_id="text-hint")
@@ -389,11 +388,9 @@ def text_classification_tab(catalog: ModelCatalog, *, examples: Sequence[TextExa
 
     common = dict(concurrency_id="explain", concurrency_limit=concurrency_limit)
     cleared = [heatmap, top_k, download, comparison, notice, status]
-    text.input(handlers.clear_results, outputs=cleared, queue=False, api_visibility="private")
+    # any new text (typed, pasted, an example picked) empties the previous text's results and shows its hint
+    text.change(handlers.clear_results, outputs=cleared, queue=False, api_visibility="private")
     text.change(handlers.rationale_hint, inputs=[text], outputs=[hint], queue=False, api_visibility="private")
-    if example_set is not None:
-        example_set.load_input_event.then(handlers.clear_results, outputs=cleared, queue=False,
-                                          api_visibility="private")
     model.change(handlers.class_choices, inputs=[model], outputs=[class_select], queue=False,
                  api_visibility="private").then(handlers.clear_results, outputs=cleared, queue=False,
                                                 api_visibility="private")
