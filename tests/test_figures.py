@@ -212,6 +212,10 @@ def test_text_figure_on_the_embedded_text_model(tmp_path, capsys):
     assert data["classes"] == [0, 1] and data["class_names"] == ["negative", "positive"]
     pictures = _pictures(result.figure)
     assert len(pictures) == len(methods) * (len(reviews) + 2)
+
+    def drawn(columns: int) -> dict:  # the heatmaps as the figure should draw them: no [CLS] / [SEP], no legend
+        return dict(width=heatmap_options(columns)["width"], font_size=22, legend=False, show_special=False)
+
     part1 = {m: relevance.explain(model, data["sentences"], method=m) for m in methods}
     part2 = {m: relevance.explain(model, [mixed.text] * 2, method=m, target=[0, 1]) for m in methods}
     for row, method in enumerate(methods):
@@ -221,12 +225,12 @@ def test_text_figure_on_the_embedded_text_model(tmp_path, capsys):
         assert data["targets"][method] == first.logits.argmax(-1).tolist() == [r.label for r in reviews]
         for i in range(len(reviews)):
             assert data["scores"][method][i] == first.maps["text"].scores(i).tolist()
-            assert np.array_equal(pictures[row * 3 + i], first.maps["text"].png(i, **heatmap_options(3)))
+            assert np.array_equal(pictures[row * 3 + i], first.maps["text"].png(i, **drawn(3)))
         # part 2: the mixed sentence explained for each class
         for c in (0, 1):
             assert data["class_rows"][method][c] == second.maps["text"].scores(c).tolist()
             assert np.array_equal(pictures[3 * len(methods) + row * 2 + c],
-                                  second.maps["text"].png(c, **heatmap_options(2)))
+                                  second.maps["text"].png(c, **drawn(2)))
     assert data["class_rows_differ"] == {"transformer_attribution": True, "attnlrp": True,
                                          "attention_gradcam": True, "rollout": False, "attention": False}
     assert data["class_rows"]["attention"][0] == data["class_rows"]["attention"][1]

@@ -130,6 +130,8 @@ DOCUMENTS = [
     ("posR_901.txt", "POS", ["the story was superb .", "the seats felt awful .", "the cast seemed truly delightful ."],
      [(3, 1), (13, 2)]),
     ("negR_902.txt", "NEG", ["the dialogue was clumsy .", "it opened in march ."], [(3, 1)]),
+    # an annotation the model disagrees with: the ground-truth class is explained, not the prediction
+    ("posR_903.txt", "POS", ["the ending was tedious and the music was dull ."], [(3, 1), (9, 1)]),
 ]
 
 
@@ -164,7 +166,8 @@ def test_eraser_protocol_against_the_hand_computation(tmp_path, model, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     result = json.loads((out / "results.json").read_text())
-    assert result["documents"] == 3 and result["ks"] == ERASER_KS and result["classes"] == ["NEG", "POS"]
+    assert result["documents"] == 4 and result["ks"] == ERASER_KS and result["classes"] == ["NEG", "POS"]
+    assert result["accuracy"] == 75.0  # reviews-bert calls the last document negative
     assert result["start_layers"] == {"transformer_attribution": 3}  # the last of 4 blocks, the pipeline's default
     assert result["documents_cut"] == 1  # the first document is longer than reviews-bert's 64 tokens
     finite = []
@@ -188,9 +191,9 @@ def test_eraser_protocol_against_the_hand_computation(tmp_path, model, capsys):
     assert result["methods"]["random"]["f1"] == pytest.approx((100 * np.mean(random_f1, axis=0)).tolist(), abs=1e-9)
     report = (out / "results.md").read_text()
     assert "| transformer_attribution (start 3) |" in report and "| k=5 | k=10 |" in report
-    assert "transformer attribution from the last block of 4" in report and "1 of 3 documents" in report
+    assert "transformer attribution from the last block of 4" in report and "1 of 4 documents" in report
     assert (out / "token_f1.png").is_file() and (out / "token_f1.pdf").is_file()
-    assert "3 samples in 2 shards of 2" in captured.out and "| attnlrp |" in captured.out
+    assert "4 samples in 2 shards of 2" in captured.out and "| attnlrp |" in captured.out
 
 
 def test_text_protocol_usage_errors(tmp_path, capsys):
@@ -206,3 +209,16 @@ def test_text_protocol_usage_errors(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["evaluate", "--model", "reviews-bert", "--start-layer", "4", "--out", str(tmp_path)]) == 2
     assert "--start-layer must lie in 0..3" in capsys.readouterr().err
+
+
+def test_eraser_classes_follow_the_models_class_names():
+    from types import SimpleNamespace
+
+    from relevance.cli.protocols.eraser import class_order
+
+    def model(names):
+        return SimpleNamespace(info=SimpleNamespace(class_names=names))
+
+    assert class_order(model(["negative", "positive"])) == ("NEG", "POS")
+    assert class_order(model(["POSITIVE", "NEGATIVE"])) == ("POS", "NEG")  # class 0 is positive: POS = 0
+    assert class_order(model(None)) == ("NEG", "POS")  # LABEL_0 / LABEL_1, as SST-2 models: 0 is negative
