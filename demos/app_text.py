@@ -74,11 +74,16 @@ CAVEAT = ("Token relevance is an *estimate* of which tokens drove the model's sc
 class TextExample:
     """A review of the reviews world with what decides its label.
 
-    Attributes:
-        text: the review.
-        label: its class name.
-        rationale: its rationale words, in order (the opinion phrase(s) that decide the label).
-        kind: "plain", "negation", "contrast" or "negation+contrast".
+    Attributes
+    ----------
+    text:
+        The review.
+    label:
+        Its class name.
+    rationale:
+        Its rationale words, in order (the opinion phrase(s) that decide the label).
+    kind:
+        ``"plain"``, ``"negation"``, ``"contrast"`` or ``"negation+contrast"``.
     """
 
     text: str
@@ -174,7 +179,24 @@ class TextResult:
 
 
 def explain_text(model: torch.nn.Module, text: str, *, method: str, target: int | None, words: bool) -> TextResult:
-    """Explain ``text`` for class ``target`` (None: the top prediction)."""
+    """Explain ``text`` for class ``target`` (``None``: the top prediction) with ``method``.
+
+    Parameters
+    ----------
+    model:
+        A text classifier of the catalog.
+    text:
+        One text, already checked (not empty, within the model's token limit).
+    method, target:
+        As :func:`relevance.explain`.
+    words:
+        Show whole words (the max of their pieces) instead of word pieces.
+
+    Returns
+    -------
+    TextResult
+        The heatmap (:func:`heatmap_html`), the probabilities, the explained class and the number of tokens.
+    """
     import relevance
 
     explanation = relevance.explain(model, [text], method=method, target=target)
