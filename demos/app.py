@@ -1,8 +1,9 @@
-"""`relevance demo`: a Gradio app that explains what a vision transformer looks at.
+"""`relevance demo`: a Gradio app that explains what a vision or language transformer looks at.
 
-The page has one tab per task; today "Image classification" (:mod:`demos.app_image`). Later
-tasks (text classification, image-text matching) add sibling ``*_tab`` functions called from
-:func:`build_app`. Models are loaded once, before the server starts (:mod:`demos.app_models`),
+The page has one tab per task: "Image classification" (:mod:`demos.app_image`), "Text
+classification" (:mod:`demos.app_text`) and "Attention" (:mod:`demos.app_attention`). Later tasks
+(image-text matching) add sibling ``*_tab`` functions called from :func:`build_app`. Models are
+loaded once, before the server starts (:mod:`demos.app_models`, :func:`demos.app_text.load_text_catalog`),
 and shared read-only by all requests.
 
 Run it with ``relevance demo [--host 127.0.0.1] [--port 7860] [--share] [--device cpu]``.
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 from demos.app_attention import attention_tab  # noqa: E402
 from demos.app_image import IMAGE_TAB_CSS, image_classification_tab  # noqa: E402
 from demos.app_models import EMBEDDED_LABEL, ModelCatalog, load_catalog  # noqa: E402
+from demos.app_text import TEXT_TAB_CSS, TextExample, load_text_catalog, text_classification_tab  # noqa: E402
 
 __all__ = [
     "DEFAULT_HOST",
@@ -55,8 +57,9 @@ TITLE = "relevance: what does the transformer look at?"
 INTRO = (
     "# relevance\n"
     "Explain what a vision transformer looks at: pick an image, a model, a method and a class, "
-    "and see the relevance map laid over the image. Methods: transformer attribution "
-    "(Chefer et al., CVPR 2021), gradient rollout (ICCV 2021) and baselines."
+    "and see the relevance map laid over the image; the **Text classification** tab does the same "
+    "for the words of a text. Methods: transformer attribution (Chefer et al., CVPR 2021), gradient "
+    "rollout (ICCV 2021), AttnLRP, CP-LRP and baselines."
 )
 
 
@@ -83,6 +86,8 @@ def build_app(
     concurrency_limit: int = CONCURRENCY_LIMIT,
     shapes_examples: Sequence[str] | None = None,
     photo_examples: Sequence[str] | None = None,
+    text_models: Mapping[str, torch.nn.Module] | ModelCatalog | None = None,
+    text_examples: Sequence[TextExample] | None = None,
 ) -> gr.Blocks:
     """Build the demo's page.
 
@@ -95,6 +100,9 @@ def build_app(
         shapes_examples, photo_examples: example image files; None: the bundled shapes scenes
             (``assets/examples``) when the embedded model is served, the bundled photos
             (``assets/samples``) when a hub model is.
+        text_models: the text classifiers of the text tab, label -> loaded model, or a catalog;
+            None loads the default text catalog (the embedded reviews-bert, hub models only when cached).
+        text_examples: the text tab's examples (None: reviews of the reviews world).
     """
     if models is None:
         catalog = load_catalog(device)
@@ -106,6 +114,12 @@ def build_app(
         shapes_examples = _examples(SHAPES_EXAMPLES_DIR, ("*.png",)) if EMBEDDED_LABEL in catalog.models else []
     if photo_examples is None:
         photo_examples = _examples(PHOTO_EXAMPLES_DIR, ("*.jpg", "*.jpeg", "*.png")) if catalog.hub_labels else []
+    if text_models is None:
+        text_catalog = load_text_catalog(device)
+    elif isinstance(text_models, ModelCatalog):
+        text_catalog = text_models
+    else:
+        text_catalog = ModelCatalog.from_models(text_models)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
@@ -117,6 +131,8 @@ def build_app(
                 photo_examples=photo_examples,
                 concurrency_limit=concurrency_limit,
             )
+            text_classification_tab(text_catalog, concurrency_limit=concurrency_limit,
+                                    **({} if text_examples is None else {"examples": text_examples}))
             attention_tab(catalog, examples=[*shapes_examples, *photo_examples], concurrency_limit=concurrency_limit)
     app.queue(default_concurrency_limit=concurrency_limit, max_size=64)
     return app
@@ -141,7 +157,7 @@ def launch_app(
         prevent_thread_lock=True,
         ssr_mode=False,
         footer_links=["api"],
-        css=IMAGE_TAB_CSS,
+        css=IMAGE_TAB_CSS + " " + TEXT_TAB_CSS,
     )
     return str(app.local_url or f"http://{host}:{port}/")
 
@@ -169,8 +185,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if catalog.offline:
         print("No model hub reachable: using the embedded shapes model.", flush=True)
-    print(f"Loaded {', '.join(catalog.labels)} in {time.perf_counter() - started:.1f} s.", flush=True)
-    app = build_app(catalog)
+    text_catalog = load_text_catalog(args.device)
+    labels = [*catalog.labels, *text_catalog.labels]
+    print(f"Loaded {', '.join(labels)} in {time.perf_counter() - started:.1f} s.", flush=True)
+    app = build_app(catalog, text_models=text_catalog)
     try:
         url = launch_app(app, host=args.host, port=args.port, share=args.share)
         print(f"relevance demo running at {url}" + (f" (public: {app.share_url})" if app.share_url else ""))

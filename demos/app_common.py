@@ -1,7 +1,7 @@
 """Pieces every tab of the demo shares: error messages for users, class names, download files.
 
-Kept apart from the tabs so that the text-classification and image-text tabs planned next can
-use the same rules: a user sees a clear message and never a traceback, class names are matched by
+Kept apart from the tabs so that every tab (image and text classification, the image-text tab planned
+next) uses the same rules: a user sees a clear message and never a traceback, class names are matched by
 the same rule as on the command line (:mod:`relevance.labels`), and each download gets a fresh file.
 """
 
@@ -145,7 +145,7 @@ def safe_filename_part(text: str) -> str:
 
 
 class OverlayFiles:
-    """Writes overlay PNGs for download, one fresh folder per request, pruning old ones."""
+    """Writes downloads (overlay PNGs, heatmap pages), one fresh folder per request, pruning old ones."""
 
     def __init__(self, root: str | Path | None = None, *, max_age_s: float = 3600.0) -> None:
         if root is None:  # a private folder, removed when this object goes away or at exit
@@ -163,6 +163,15 @@ class OverlayFiles:
         folder.mkdir()
         path = folder / filename
         Image.fromarray(overlay).save(path, format="PNG")
+        return str(path)
+
+    def write_text(self, document: str, filename: str) -> str:
+        """Save ``document`` (e.g. a standalone HTML page) as ``filename`` (UTF-8) and return its path."""
+        self._prune()
+        folder = self.root / uuid.uuid4().hex
+        folder.mkdir()
+        path = folder / filename
+        path.write_text(document, encoding="utf-8")
         return str(path)
 
     def _prune(self) -> None:

@@ -4,6 +4,10 @@ Writes ``config.json`` (a Hugging Face ``BertConfig`` plus ``relevance_*`` keys:
 the command), ``model.safetensors``, ``vocab.txt`` and ``MODEL_CARD.md`` to ``--out``:
 
     python demos/train_reviews.py --out assets/reviews_bert
+
+``--tensorboard DIR`` also logs, every ``--tensorboard-every`` steps, the token relevance (a Markdown table and a
+heatmap) and the attention grid of fixed held-out reviews, each explained for its label
+(:class:`relevance.tensorboard.RelevanceLogger`; training is the same with or without it).
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest for this tiny model on a shared 2-core machine)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="log token relevance and attention grids of fixed held-out reviews to TensorBoard in DIR")
+    p.add_argument("--tensorboard-every", type=int, default=200, metavar="N", help="log every N steps (default 200)")
+    p.add_argument("--tensorboard-probes", type=int, default=4, metavar="K",
+                   help="number of fixed held-out reviews logged (default 4)")
     return p
 
 
@@ -93,11 +102,16 @@ def train(args: argparse.Namespace) -> dict:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (steps - step) / max(1, steps - warmup)))
     generator = torch.Generator().manual_seed(args.seed)
+    logger = _tensorboard_logger(args, tokenizer, heldout_samples) if args.tensorboard else None
+    step = 0
     start = time.monotonic()
     for epoch in range(args.epochs):
         model.train()
         order = torch.randperm(args.train, generator=generator)
         for first in range(0, args.train, args.batch_size):
+            if logger is not None:
+                logger(model, step)
+            step += 1
             rows = order[first:first + args.batch_size]
             loss = model(**{k: v[rows] for k, v in train_data.items()}).loss
             optimizer.zero_grad()
@@ -108,15 +122,46 @@ def train(args: argparse.Namespace) -> dict:
         metrics = evaluate(model, heldout_data, heldout_samples)
         print(f"epoch {epoch + 1}/{args.epochs}: held-out accuracy {metrics['accuracy']:.2f} %, loss "
               f"{metrics['loss']:.4f} ({time.monotonic() - start:.0f} s)", flush=True)
+    if logger is not None:
+        logger.log(model, step)
+        logger.close()
+        print(f"TensorBoard: token relevance and attention grids in {args.tensorboard} (tensorboard --logdir "
+              f"{args.tensorboard})", flush=True)
     metrics["initial_loss"] = initial["loss"]
     metrics["minutes"] = round((time.monotonic() - start) / 60, 2)
     save(model.eval(), config, metrics, args)
     return metrics
 
 
+def _tensorboard_logger(args: argparse.Namespace, tokenizer, heldout_samples):
+    """Token relevance and attention grids of the first held-out reviews, each explained for its label, every
+    --tensorboard-every steps."""
+    from relevance.models.bert import from_hf
+    from relevance.tensorboard import RelevanceLogger
+
+    def explainable(model: torch.nn.Module) -> torch.nn.Module:  # an LRP-aware copy of the model as it is now
+        copy = from_hf(model, tokenizer)
+        copy.info.name = "reviews-bert (training)"
+        return copy
+
+    probes = heldout_samples[:max(1, args.tensorboard_probes)]
+    return RelevanceLogger(args.tensorboard, [s.text for s in probes], every=args.tensorboard_every,
+                           target=[s.label for s in probes], explainable=explainable)
+
+
 def _command(argv: list[str] | None) -> str:
-    arguments = sys.argv[1:] if argv is None else argv
-    return "python demos/train_reviews.py " + " ".join(shlex.quote(a) for a in arguments)
+    """The command that reproduces the model (logging options left out: they do not change it)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    kept, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+            continue
+        if argument.startswith("--tensorboard"):
+            skip = "=" not in argument
+            continue
+        kept.append(argument)
+    return "python demos/train_reviews.py " + " ".join(shlex.quote(a) for a in kept)
 
 
 def save(model, config, metrics: dict, args: argparse.Namespace) -> None:

@@ -71,10 +71,19 @@ def list_models(pattern: str | None = None) -> list[str]:
     """Names ``create`` accepts: embedded models first, then each family's curated hub names (families accept
     more: any timm ViT/DeiT name, for one). ``pattern`` filters with shell wildcards (``"*deit*"``)."""
     _ensure_registered()
-    names = list(_EMBEDDED)
+    names = sorted(_EMBEDDED, key=_listing_order)  # the same order whichever family module was imported first
     for family in _FAMILIES.values():
         names.extend(n for n in family.listed() if n not in names)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+#: Embedded models are listed by modality in this order (then by name).
+_MODALITY_ORDER = ("image", "text", "image-text")
+
+
+def _listing_order(name: str) -> tuple[int, str]:
+    modality = _EMBEDDED[name].modality
+    return (_MODALITY_ORDER.index(modality) if modality in _MODALITY_ORDER else len(_MODALITY_ORDER), name)
 
 
 def embedded_models() -> dict[str, Embedded]:

@@ -43,6 +43,11 @@ def test_text_views_use_the_embedded_text_model_and_images_need_an_image_model(t
     (page,) = tmp_path.iterdir()
     assert page.name == "the-acting-was-wonderful__neuron.html"
     assert "wonderful" in page.read_text() and "reviews-bert" in page.read_text()
+    assert main(["views", "head", "--text", "the acting was not dull .", "--out", str(tmp_path / "head")]) == 0
+    head = (tmp_path / "head" / "the-acting-was-not-dull__head.html").read_text()
+    tokens = ["[CLS]", "the", "acting", "was", "not", "dull", ".", "[SEP]"]  # reviews-bert's pieces, in order
+    positions = [head.index(f">{token}<") for token in tokens]
+    assert positions == sorted(positions) and "rv-head" in head and "<svg" in head
     assert main(["views", "head", "--model", "shapes-vit", "--text", "a film", "--out", str(tmp_path / "x")]) == 2
     assert "no text stream" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -1,5 +1,6 @@
 """`relevance figures`: every figure offline on the embedded model at small sizes, and what it shows checked against
-the engine called directly; deterministic files; the text and image-text figures with stand-in models."""
+the engine called directly; deterministic files; the text figure on the embedded reviews-bert, the image-text figure
+with a stand-in model."""
 
 from __future__ import annotations
 
@@ -186,11 +187,59 @@ def test_files_are_deterministic_png_and_pdf(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["layers.json", "layers.png"]
 
 
-def test_unavailable_families_give_a_clear_error(capsys):
-    assert main(["figures", "text"]) == 2
-    assert "BERT family" in capsys.readouterr().err
-    assert main(["figures", "image-text"]) == 2
+def test_unavailable_families_give_a_clear_error(tmp_path, capsys):
+    assert main(["figures", "image-text", "--out", str(tmp_path)]) == 2
     assert "CLIP family" in capsys.readouterr().err
+    assert main(["figures", "text", "--model", "shapes-vit", "--out", str(tmp_path)]) == 2  # not a text model
+    assert "'shapes-vit' is not a text classifier" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------ the text figure, offline
+def test_text_figure_on_the_embedded_text_model(tmp_path, capsys):
+    from relevance.data.reviews import generate_reviews
+    from relevance.figures.text import MIXED_REVIEW, REVIEWS, heatmap_options
+    from relevance.models.reviews import load_embedded
+
+    methods = ["transformer_attribution", "attnlrp", "attention_gradcam", "rollout", "attention"]
+    result = make_figure("text", methods=methods)
+    data = result.data
+    model = load_embedded()
+    reviews = [generate_reviews(1, seed, start=index)[0] for seed, index in REVIEWS]
+    mixed = generate_reviews(1, MIXED_REVIEW[0], start=MIXED_REVIEW[1])[0]
+    assert data["sentences"] == [r.text for r in reviews] and data["mixed"] == mixed.text
+    assert mixed.kind == "contrast" and " , but " in mixed.text  # a sentence of mixed sentiment from the world
+    assert data["classes"] == [0, 1] and data["class_names"] == ["negative", "positive"]
+    pictures = _pictures(result.figure)
+    assert len(pictures) == len(methods) * (len(reviews) + 2)
+
+    def drawn(columns: int) -> dict:  # the heatmaps as the figure should draw them: no [CLS] / [SEP], no legend
+        return dict(width=heatmap_options(columns)["width"], font_size=22, legend=False, show_special=False)
+
+    part1 = {m: relevance.explain(model, data["sentences"], method=m) for m in methods}
+    part2 = {m: relevance.explain(model, [mixed.text] * 2, method=m, target=[0, 1]) for m in methods}
+    for row, method in enumerate(methods):
+        first, second = part1[method], part2[method]
+        # part 1: every cell is the engine's map of the predicted class (each review's label here), drawn as the
+        # engine draws it
+        assert data["targets"][method] == first.logits.argmax(-1).tolist() == [r.label for r in reviews]
+        for i in range(len(reviews)):
+            assert data["scores"][method][i] == first.maps["text"].scores(i).tolist()
+            assert np.array_equal(pictures[row * 3 + i], first.maps["text"].png(i, **drawn(3)))
+        # part 2: the mixed sentence explained for each class
+        for c in (0, 1):
+            assert data["class_rows"][method][c] == second.maps["text"].scores(c).tolist()
+            assert np.array_equal(pictures[3 * len(methods) + row * 2 + c],
+                                  second.maps["text"].png(c, **drawn(2)))
+    assert data["class_rows_differ"] == {"transformer_attribution": True, "attnlrp": True,
+                                         "attention_gradcam": True, "rollout": False, "attention": False}
+    assert data["class_rows"]["attention"][0] == data["class_rows"]["attention"][1]
+    # class-specific in content: attention Grad-CAM's two maps peak on the two clauses' opinion words, one each
+    top = [max(part2["attention_gradcam"].maps["text"].words(c), key=lambda w: w[1])[0] for c in (0, 1)]
+    assert sorted(top) == ["awful", "wonderful"]
+    assert main(["figures", "text", "--methods", "rollout", "--formats", "png", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.json", "text.png"]
+    assert "text:" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------- extension points with stand-ins
@@ -223,21 +272,6 @@ def _text_explanation(texts, method, target, images=None):
     return Explanation(method=method, maps=maps, output=torch.tensor([[0.2, 0.8]] * b),
                        scores=torch.ones(b), target=targets.clone(),
                        start_layers={}, info=ModelInfo(class_names=["negative", "positive"]))
-
-
-def test_text_figure_with_a_stand_in_model(monkeypatch):
-    import relevance.figures.text as text_figure
-
-    monkeypatch.setattr(text_figure, "load_text_model", lambda request: (object(), "stand-in"))
-    monkeypatch.setattr(relevance, "explain", lambda model, inputs, method, target=None, **kw:
-                        _text_explanation(inputs, method, target))
-    result = make_figure("text", methods=["transformer_attribution", "rollout"],
-                         texts=["a fine film", "a dull film", "fine cast but dull plot"])
-    data = result.data
-    assert data["classes"] == [0, 1]
-    assert data["class_rows_differ"] == {"transformer_attribution": True, "rollout": False}
-    assert data["scores"]["rollout"][0] == [1.0, 2.0, 3.0, 4.0, 5.0]  # [CLS] a fine film [SEP]
-    assert len(_pictures(result.figure)) == 2 * 2 + 2 * 2  # sentences x methods, then classes x (TA, rollout)
 
 
 def test_image_text_figure_with_a_stand_in_model(monkeypatch):

@@ -197,7 +197,7 @@ def test_protocol_usage_errors(tmp_path, capsys):
                  "shapes-vit", "--out", str(tmp_path)]) == 2
     assert "1 class folders but shapes-vit has 6 classes" in capsys.readouterr().err
     assert main(["evaluate", "--protocol", "eraser", "--data", str(tmp_path)]) == 2
-    assert "needs the BERT family" in capsys.readouterr().err
+    assert "no ERASER split test.jsonl" in capsys.readouterr().err  # the BERT family is installed: the data is missing
     assert main(["evaluate", "--model", "vit_tiny_patch16_224", "--out", str(tmp_path)]) == 2
     assert "choose a protocol" in capsys.readouterr().err
 
@@ -291,6 +291,13 @@ def test_the_shapes_benchmark_on_two_processes_equals_one(tmp_path, capsys):
     assert one == two and one["scenes"] == 4
     assert sorted(p.name for p in (tmp_path / "two" / "shards").iterdir()) == [
         "manifest.json", "shard-00000.npz", "shard-00001.npz"]
+
+
+def test_protocols_of_a_missing_family_say_what_they_need(monkeypatch, tmp_path, capsys):
+    """An installation without the BERT family (simulated): the text protocols name what is missing."""
+    monkeypatch.setitem(sys.modules, "relevance.models.bert", None)  # importing it now fails
+    assert main(["evaluate", "--protocol", "eraser", "--data", str(tmp_path)]) == 2
+    assert "needs the BERT family" in capsys.readouterr().err
 
 
 def test_a_model_family_plugs_its_own_runner_in_with_one_registry_entry(monkeypatch, capsys):

@@ -83,3 +83,37 @@ def test_token_table_escapes_and_scales():
     assert "`a\\|b`" in table and "&lt;x&gt;" in table and "| -1.0000 | -" + "\u2588" * 12 in table
     with pytest.raises(ValueError, match="every"):
         RelevanceLogger(object(), ["x"], every=0)
+
+
+def test_training_the_reviews_model_logs_token_relevance_and_trains_the_same(tmp_path, capsys):
+    from demos import train_reviews
+    from relevance.data.reviews import generate_reviews
+
+    argv = ["--train", "64", "--heldout", "16", "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--layers",
+            "2", "--heads", "2", "--intermediate", "32", "--max-length", "48"]
+    plain, logged = tmp_path / "plain", tmp_path / "logged"
+    assert train_reviews.main(argv + ["--out", str(plain)]) == 0
+    assert train_reviews.main(argv + ["--out", str(logged), "--tensorboard", str(tmp_path / "runs"),
+                                      "--tensorboard-every", "3", "--tensorboard-probes", "2"]) == 0
+    assert "TensorBoard: token relevance" in capsys.readouterr().out
+    # logging leaves training exactly as it was, and the recorded command leaves the logging out
+    assert (plain / "model.safetensors").read_bytes() == (logged / "model.safetensors").read_bytes()
+    config = json.loads((logged / "config.json").read_text())
+    assert config["relevance_metrics"]["loss"] == json.loads((plain / "config.json").read_text())[
+        "relevance_metrics"]["loss"]
+    assert "--tensorboard" not in config["relevance_training"]["command"]
+
+    accumulator = events(tmp_path / "runs")
+    tables = sorted(accumulator.Tags()["tensors"])
+    assert tables == [f"relevance/transformer_attribution/probe_{i}/text_summary" for i in (0, 1)]
+    probes = generate_reviews(2, seed=2)  # the first held-out reviews, explained for their labels
+    for i, probe in enumerate(probes):
+        records = accumulator.Tensors(tables[i])
+        assert [r.step for r in records] == [0, 3, 4]  # every 3 of the 4 steps, then the final state
+        table = records[0].tensor_proto.string_val[0].decode()
+        assert f"**{('negative', 'positive')[probe.label]}**" in table
+        assert all(f"| `{word}` |" in table for word in probe.words)
+        images = set(accumulator.Tags()["images"])
+        assert {f"relevance/transformer_attribution/probe_{i}/heatmap", f"relevance/attention/probe_{i}"} <= images
+        grid = decoded(accumulator.Images(f"relevance/attention/probe_{i}")[-1])
+        assert grid.shape[0] > 2 * 50 and grid.ndim == 3  # 2 blocks x 2 heads

@@ -16,8 +16,8 @@ from typing import Sequence
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "explain": ("relevance.cli.explain", "write relevance overlays for image files or folders"),
-    "evaluate": ("relevance.cli.evaluate", "score explanation methods (the papers' tables, the shapes benchmark)"),
+    "explain": ("relevance.cli.explain", "write relevance overlays for images, or token heatmaps for texts (--text)"),
+    "evaluate": ("relevance.cli.evaluate", "score explanation methods (the papers' tables, the shapes and reviews worlds)"),
     "figures": ("relevance.cli.figures", "draw the papers' figures as PNG and PDF"),
     "views": ("relevance.cli.views", "write attention views: head, model, neuron (HTML) or the layers x heads grid"),
     "flows": ("relevance.cli.flows", "write attention flows of one model, or two compared (HTML and PNG)"),
@@ -39,7 +39,8 @@ def _version() -> str:
 def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="relevance",
-        description="Explain what vision transformers look at (transformer attribution, LRP, rollout, ...).",
+        description="Explain what vision and language transformers look at (transformer attribution, LRP, "
+                    "rollout, ...).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")

@@ -4,18 +4,19 @@
 embedded ``shapes-vit``, or a folder written by ``demos/train_shapes.py``, runs the shapes-world benchmark).
 
 * ``shapes``: every method on held-out scenes of the shapes world (``--samples N --seed S``).
+* ``reviews``: every method against the known rationales of held-out reviews (``--model reviews-bert``).
 * ``imagenet-seg --data gtsegs_ijcv.mat``: CVPR 2021 Table 1 (spec §5.2).
 * ``perturbation --data IMAGENET_VAL_DIR``: CVPR 2021 Table 2 (spec §5.3).
-* ``eraser --data MOVIES_DIR``: the CVPR 2021 token-F1 curve (spec §5.4), once the BERT family is installed.
+* ``eraser --data MOVIES_DIR``: the CVPR 2021 token-F1 curve on ERASER Movie Reviews (spec §5.4).
 
 The dataset protocols run batched on a GPU (``--device cuda``) and sharded over processes and machines with
 ``torchrun --nproc-per-node N -m relevance evaluate ...``; a run that dies resumes where it stopped (see
 :mod:`relevance.evaluation.sharding`).
 
-Adding a protocol (the text and image-text families): write ``relevance/cli/protocols/<name>.py`` with
+Adding a protocol (the image-text family next): write ``relevance/cli/protocols/<name>.py`` with
 ``run(args) -> int`` (the options are those of :func:`add_arguments`), and register it here with one
 :class:`Protocol` entry in :data:`PROTOCOLS` and, for an embedded model with its own synthetic world, one line
-in :data:`MODEL_PROTOCOLS` (``"reviews-bert": "reviews"``, ``"shapes-clip": "grounding"``).
+in :data:`MODEL_PROTOCOLS` (as ``"reviews-bert": "reviews"``; ``"shapes-clip": "grounding"`` next).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ PROTOCOLS: dict[str, Protocol] = {
     for protocol in (
         Protocol("shapes", "relevance.cli.protocols.shapes",
                  "every method on held-out scenes of the shapes world (localisation, §5.2, §5.3)"),
+        Protocol("reviews", "relevance.cli.protocols.reviews",
+                 "every method against the known rationales of held-out reviews (token F1, AOPC)",
+                 needs="the BERT family (relevance.models.bert, embedded reviews-bert)"),
         Protocol("imagenet-seg", "relevance.cli.protocols.imagenet_seg",
                  "CVPR 2021 Table 1: ImageNet-Segmentation pixel accuracy, mAP, mIoU (spec §5.2)",
                  data="gtsegs_ijcv.mat"),
@@ -57,7 +61,7 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 #: Models that run their own protocol when ``--protocol`` is not given.
-MODEL_PROTOCOLS: dict[str, str] = {"shapes-vit": "shapes"}
+MODEL_PROTOCOLS: dict[str, str] = {"shapes-vit": "shapes", "reviews-bert": "reviews"}
 
 
 def register_protocol(protocol: Protocol, models: tuple[str, ...] = ()) -> None:
@@ -74,25 +78,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
                         help="the protocol to run (default: the model's own, e.g. 'shapes' for shapes-vit)")
     parser.add_argument("--model", default=None,
-                        help="a model name (relevance.models.list_models(): 'shapes-vit', a timm ViT/DeiT name) or, "
-                             "for 'shapes', a folder written by demos/train_shapes.py. Default: shapes-vit; for the "
-                             "ImageNet protocols the paper's ViT-B/16 (vit_base_patch16_224.orig_in21k_ft_in1k)")
+                        help="a model name (relevance.models.list_models(): 'shapes-vit', 'reviews-bert', a timm "
+                             "ViT/DeiT name, a Hugging Face text classifier for 'eraser') or a folder written by "
+                             "demos/train_shapes.py ('shapes') or demos/train_reviews.py (--protocol reviews). Default: "
+                             "shapes-vit; for the ImageNet protocols the paper's ViT-B/16 "
+                             "(vit_base_patch16_224.orig_in21k_ft_in1k); for 'eraser' the text default (the hub "
+                             "sentiment BERT when cached or reachable, else reviews-bert)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
-                        help="local weights for --model (.safetensors, or .pth/.pt/.bin loaded with weights_only)")
+                        help="local weights for --model (.safetensors, or .pth/.pt/.bin loaded with weights_only; "
+                             "for a text model, a folder with its Hugging Face files)")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="the dataset on disk: gtsegs_ijcv.mat (imagenet-seg), the ImageNet val folder "
                              "(perturbation), the ERASER movies folder (eraser)")
     parser.add_argument("--scenes", "--samples", dest="samples", type=int, default=None, metavar="N",
-                        help="samples to evaluate: held-out scenes for 'shapes' (default 200); the first N of the "
-                             "dataset for the dataset protocols (default: all)")
+                        help="samples to evaluate: held-out scenes for 'shapes' (default 200), held-out reviews for "
+                             "'reviews' (default 300); the first N of the dataset for the dataset protocols (default: "
+                             "all)")
     parser.add_argument("--seed", type=int, default=10_000_000,
-                        help="first held-out scene seed of synthetic worlds (default 10000000, far from training)")
+                        help="synthetic worlds: the first held-out scene seed (shapes), the reviews' seed (reviews; "
+                             "the model trained on seed 1) (default 10000000, far from training)")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods (default: all of relevance.list_methods(), the gradient and "
                              "perturbation methods with their default options)")
     parser.add_argument("--start-layer", type=int, default=None,
-                        help="start_layer for transformer_attribution, rollout and gradient_rollout "
-                             "(default: the papers' scripts, 1 for TA and rollout, 0 for gradient rollout)")
+                        help="start_layer for transformer_attribution, rollout and gradient_rollout (default: the "
+                             "papers' scripts: 1 for TA and rollout, 0 for gradient rollout on images; the BERT "
+                             "family's 0 for 'reviews'; the ERASER pipeline's last block for TA on 'eraser')")
     parser.add_argument("--explained", choices=["predicted", "target", "both"], default="both",
                         help="perturbation: explain the predicted class, the ground-truth (target) class, or both "
                              "(Table 2 has both; default)")

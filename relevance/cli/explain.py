@@ -1,4 +1,5 @@
-"""``relevance explain PATH...``: write a relevance overlay PNG per image and explained class.
+"""``relevance explain PATH...``: write a relevance overlay PNG per image and explained class (``--text TEXT``: a
+token heatmap per text and class, HTML and PNG, see :mod:`relevance.cli.explain_text`).
 
 Files are named ``OUT/<image-stem>__<rank>_<class-slug>__<method>.png`` where ``rank`` is the class's
 position in the model's prediction (1 = top class). The overlay is drawn on the original image at its
@@ -115,10 +116,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keeps the methods one per line
     parser.epilog = methods_help()
 
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders (searched recursively)")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="image files, or folders (searched recursively)")
+    parser.add_argument("--text", action="append", default=None, metavar="TEXT",
+                        help="explain this text with a text classifier instead of images (repeat for several); "
+                             "writes an HTML and a PNG token heatmap per text and class")
     parser.add_argument("--model", default=None,
                         help="shapes-vit, or a timm ViT/DeiT name (default: ImageNet ViT-B/16 when its weights are "
-                             "cached or downloadable, else shapes-vit)")
+                             "cached or downloadable, else shapes-vit); with --text: reviews-bert or a Hugging Face "
+                             "text classifier (default: the hub sentiment BERT when cached or reachable, else "
+                             "reviews-bert)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="local weights (.safetensors, or .pth loaded with weights_only=True) for --model")
     parser.add_argument("--method", default=DEFAULT_METHOD,
@@ -135,14 +141,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "B images (B x K samples: lower --batch-size if memory runs short)")
     parser.add_argument("--start-layer", type=_non_negative_int, default=0, metavar="N",
                         help="first block of the rollout product (default 0; the paper's benchmarks use 1)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="images per batch (default 8)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B",
+                        help="images (or texts) per batch (default 8)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--colormap", default="jet", choices=list(COLORMAPS), help="colour map (default jet)")
+    parser.add_argument("--colormap", default=None, choices=list(COLORMAPS),
+                        help="colour map (default: jet for images; reds for texts; signed maps keep a diverging one)")
     parser.add_argument("--alpha", type=_unit_float, default=0.5, metavar="A",
                         help="opacity of the colour map over the photo, 0..1 (default 0.5)")
     parser.add_argument("--no-label", dest="label", action="store_false",
-                        help="leave out the label band (class and method) at the top of each overlay")
+                        help="leave out the label (class, probability and method) at the top of each overlay or "
+                             "heatmap")
+    parser.add_argument("--words", action="store_true",
+                        help="texts: show whole words (the max of their pieces) instead of word pieces")
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -260,10 +271,16 @@ def _load_model(args: argparse.Namespace):
 
 
 def _setup(args: argparse.Namespace) -> _Setup:
+    from relevance.adapter import adapter_for
+
     method = _check_method(args.method)
     options = parse_options(args.option, method)
     args.device = _check_device(args.device)
     model = _load_model(args)
+    if "image" not in adapter_for(model).depths():
+        name = args.model or adapter_for(model).info.name or type(model).__name__
+        raise UsageError(f"{name} is a text model: give --text TEXT instead of image files, or an image model "
+                         "(e.g. --model shapes-vit)")
     depth = len(getattr(model, "blocks", []))
     if depth and args.start_layer >= depth:
         raise UsageError(f"--start-layer must be below the model's {depth} blocks, got {args.start_layer}")
@@ -290,10 +307,10 @@ def overlay_label(class_name: str, rank: int, probability: float, method: str) -
 class _Reporter:
     """Writes messages without breaking the tqdm bar; counts failures."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, unit: str = "image"):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, file=sys.stderr, unit="image", disable=total <= 1, leave=False)
+        self.bar = tqdm(total=total, file=sys.stderr, unit=unit, disable=total <= 1, leave=False)
         self.failures = 0
 
     def error(self, path: object, reason: str) -> None:
@@ -399,7 +416,7 @@ def _explain_batch(run: _Run, paths: Sequence[Path]) -> int:
             label = class_label(cls, setup.class_names)
             target_file = run.out_dir / f"{stem}__{rank}_{slugify(label)}__{explanation.method}.png"
             picture = overlay(rgb, explanation.relevance[i * top_k + k], batch.geometries[i],
-                              colormap=args.colormap, alpha=args.alpha)
+                              colormap=args.colormap or "jet", alpha=args.alpha)
             if args.label:
                 picture = annotate(picture, overlay_label(label, rank, float(probabilities[i, cls]),
                                                            explanation.method), position="top")
@@ -423,6 +440,13 @@ def _domain_line(run: _Run) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``relevance explain``; returns 0, 1 (some inputs failed) or 2 (usage error)."""
+    if args.text is not None:
+        from relevance.cli.explain_text import run as run_texts
+
+        return run_texts(args)
+    if not args.paths:
+        print("error: give image files or folders, or --text TEXT", file=sys.stderr)
+        return EXIT_USAGE
     out_dir = Path(args.out)
     files, problems = collect_images(args.paths, exclude=out_dir)
     try:

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -80,20 +80,23 @@ def top_k(scores: np.ndarray, k: int) -> set[int]:
     return {int(i) for i in order[:k] if np.isfinite(scores[i])}
 
 
+def instance_prf(truth: set[int], predicted: set[int]) -> tuple[float, float, float]:
+    """One instance's token precision ``|T & P| / |P|``, recall ``|T & P| / |T|`` (0 when empty) and F1 (their
+    harmonic mean, 0 when either is 0)."""
+    hit = len(set(truth) & set(predicted))
+    precision = hit / len(predicted) if predicted else 0.0
+    recall = hit / len(truth) if truth else 0.0
+    f1 = 0.0 if precision == 0 or recall == 0 else 2 * precision * recall / (precision + recall)
+    return precision, recall, f1
+
+
 def token_prf(truth: Sequence[set[int]], predicted: Sequence[set[int]]) -> dict[str, float]:
     """ERASER's token-level scores of hard rationales (``score_hard_rationale_predictions`` on token-level spans):
-    per instance ``p = |T & P| / |P|``, ``r = |T & P| / |T|`` (0 when empty), ``f1`` their harmonic mean (0 when
-    either is 0), averaged over instances (``instance_macro``); and ``micro_*`` over all tokens pooled."""
+    per instance :func:`instance_prf`, averaged over instances (``instance_macro``); and ``micro_*`` over all tokens
+    pooled."""
     if len(truth) != len(predicted) or not truth:
         raise ValueError("token_prf needs one truth and one prediction per instance, and at least one instance")
-    ps, rs, fs = [], [], []
-    for t, p in zip(truth, predicted):
-        hit = len(set(t) & set(p))
-        precision = hit / len(p) if p else 0.0
-        recall = hit / len(t) if t else 0.0
-        ps.append(precision)
-        rs.append(recall)
-        fs.append(0.0 if precision == 0 or recall == 0 else 2 * precision * recall / (precision + recall))
+    ps, rs, fs = zip(*(instance_prf(t, p) for t, p in zip(truth, predicted)))
     hits = sum(len(set(t) & set(p)) for t, p in zip(truth, predicted))
     total_p, total_t = sum(len(p) for p in predicted), sum(len(t) for t in truth)
     micro_p = hits / total_p if total_p else 0.0
@@ -123,6 +126,8 @@ class RationaleEvaluation:
         AOPC over :data:`AOPC_BINS` (probability drop; higher comprehensiveness and lower sufficiency are better).
     accuracy:
         The model's accuracy (%) on the samples.
+    start_layers:
+        The first block of the methods that chain blocks (shown in the table's method names).
     """
 
     ks: tuple[int, ...]
@@ -134,6 +139,11 @@ class RationaleEvaluation:
     curves: dict[str, list[float]] = field(default_factory=dict)
     comprehensiveness: dict[str, float] = field(default_factory=dict)
     sufficiency: dict[str, float] = field(default_factory=dict)
+    start_layers: dict[str, int] = field(default_factory=dict)
+
+    def row_name(self, method: str) -> str:
+        """``"transformer_attribution (start 0)"``: the method's name, with its start block where it has one."""
+        return f"{method} (start {self.start_layers[method]})" if method in self.start_layers else method
 
     def table(self) -> str:
         """A Markdown table, one row per method."""
@@ -142,35 +152,32 @@ class RationaleEvaluation:
                  "| method | Token F1 | Token P | Token R | Comprehensiveness ↑ | Sufficiency ↓ |",
                  "|---|---|---|---|---|---|"]
         for method in self.token_f1:
-            lines.append(f"| {method} | {self.token_f1[method]:.1f} | {self.precision[method]:.1f} | "
+            lines.append(f"| {self.row_name(method)} | {self.token_f1[method]:.1f} | {self.precision[method]:.1f} | "
                          f"{self.recall[method]:.1f} | {self.comprehensiveness.get(method, float('nan')):.3f} | "
                          f"{self.sufficiency.get(method, float('nan')):.3f} |")
         return "\n".join(lines)
 
-    def figure(self, path: str | Path | None = None) -> np.ndarray:
-        """The paper's plot: token F1 against k, one curve per method, as a uint8 RGB image (saved as PNG to
-        ``path`` when given)."""
-        import matplotlib
+    def as_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-ready values."""
+        return {"samples": self.samples, "accuracy": self.accuracy, "ks": list(self.ks),
+                "start_layers": dict(self.start_layers),
+                "methods": {m: {"token_f1": self.token_f1[m], "token_p": self.precision[m],
+                                "token_r": self.recall[m], "curve": list(self.curves[m]),
+                                "comprehensiveness": self.comprehensiveness.get(m),
+                                "sufficiency": self.sufficiency.get(m)} for m in self.token_f1}}
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def figure(self, path: str | Path | None = None, *, title: str | None = None) -> np.ndarray:
+        """The paper's plot: token F1 against k, one curve per method (:func:`relevance.figures.rationales.
+        token_f1_figure`), as a uint8 RGB image; saved as PNG to ``path`` when given."""
+        from relevance.figures.rationales import figure_pixels, token_f1_figure
 
-        figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-        for method, curve in self.curves.items():
-            axis.plot(self.ks, curve, marker="o", markersize=3, label=method,
-                      linestyle="--" if method == "random" else "-")
-        axis.set_xlabel("k (top words)")
-        axis.set_ylabel("token F1 (%)")
-        axis.set_title(f"Token F1 of the top-k words ({self.samples} samples)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, ncol=2)
-        figure.tight_layout()
-        figure.canvas.draw()
-        image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+        figure = token_f1_figure(self.curves, self.ks, start_layers=self.start_layers,
+                                 title=title or f"Token F1 of the top-k words ({self.samples} samples)")
         if path is not None:
-            figure.savefig(str(path))
-        plt.close(figure)
-        return image
+            from relevance.figures.style import save
+
+            save(figure, Path(path).with_suffix(""), formats=("png",))
+        return figure_pixels(figure)
 
 
 def _class_probability(model: Any, texts: list[str], classes: list[int], batch_size: int) -> np.ndarray:
@@ -192,9 +199,158 @@ def _class_probability(model: Any, texts: list[str], classes: list[int], batch_s
     return np.asarray(probabilities)
 
 
+def random_word_scores(words: int, seed: int, index: int) -> np.ndarray:
+    """The ``random`` reference map of sample ``index``: a uniform score per word, from ``(seed, index)`` alone, so
+    that a sample gets the same map in any batch or shard."""
+    return np.random.default_rng([seed, index]).random(words)
+
+
+def explained_word_scores(model: Any, samples: Sequence[RationaleSample], methods: Sequence[str], *,
+                          batch_size: int = 16, start_layers: Mapping[str, int] | None = None,
+                          **options: Any) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+    """Each sample's labelled class explained by every method, as one score per whitespace word.
+
+    Parameters
+    ----------
+    model:
+        A converted text classifier.
+    samples:
+        The documents; texts longer than the model's maximum are truncated (their cut words score ``-inf``).
+    methods:
+        Names of :func:`relevance.list_methods`.
+    start_layers:
+        ``start_layer`` per method (others get the engine's default, or ``options``).
+    options:
+        Passed to :func:`relevance.explain`.
+
+    Returns
+    -------
+    tuple
+        ``{method: [per sample (W_i,) word scores]}`` (:func:`word_scores`: clamped at 0, max over each word's pieces,
+        special tokens skipped), and (S,) the predicted class of each sample.
+    """
+    import relevance
+    from relevance.models.text_inputs import max_length
+
+    tokenizer = model.info.tokenizer
+    limit = max_length(model.config, tokenizer)
+    special_ids = set(tokenizer.all_special_ids)
+    texts = [s.text for s in samples]
+    labels = [int(s.label) for s in samples]
+    scores: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    predictions: list[int] = []
+    for start in range(0, len(samples), batch_size):
+        part = texts[start:start + batch_size]
+        encoded = tokenizer(part, padding=True, truncation=True, max_length=limit, return_tensors="pt",
+                            return_offsets_mapping=True)
+        offsets = encoded.pop("offset_mapping").tolist()
+        for method in methods:
+            settings = dict(options)
+            if start_layers and method in start_layers:
+                settings["start_layer"] = start_layers[method]
+            result = relevance.explain(model, encoded, method=method, target=labels[start:start + batch_size],
+                                       **settings)
+            values = result.relevance.detach().double().cpu().numpy()
+            for row, text in enumerate(part):
+                ids = encoded["input_ids"][row].tolist()
+                special = [(i in special_ids) or not m for i, m in zip(ids, encoded["attention_mask"][row].tolist())]
+                scores[method].append(word_scores(text, offsets[row], values[row], special))
+            if method == methods[0]:
+                predictions.extend(result.logits.argmax(dim=-1).tolist())
+    return scores, np.asarray(predictions, dtype=np.int64)
+
+
+def _instance_rows(truths: Sequence[set[int]], chosen: Sequence[set[int]]) -> np.ndarray:
+    """(S, 3) precision, recall and F1 of each instance."""
+    return np.array([instance_prf(t, p) for t, p in zip(truths, chosen)], dtype=np.float64).reshape(-1, 3)
+
+
+def rationale_rows(model: Any, samples: Sequence[RationaleSample], methods: Sequence[str] | None = None, *,
+                   ks: Sequence[int] = tuple(range(1, 11)), batch_size: int = 16, seed: int = 0,
+                   aopc_bins: Sequence[float] = AOPC_BINS, indices: Sequence[int] | None = None,
+                   start_layers: Mapping[str, int] | None = None, **options: Any) -> dict[str, np.ndarray]:
+    """One row per sample (so that sharded runs merge exactly): every score :class:`RationaleEvaluation` averages.
+
+    Parameters
+    ----------
+    indices:
+        Each sample's index in the whole evaluation (default ``0 .. S-1``): it seeds the sample's ``random`` map.
+    aopc_bins:
+        Fractions of the words for comprehensiveness and sufficiency; empty: leave them out.
+    Others:
+        As :func:`evaluate_rationales`.
+
+    Returns
+    -------
+    dict
+        ``correct`` (S,) prediction == label; per method ``m`` (and ``random``): ``m.p``, ``m.r``, ``m.f1`` (S,) at
+        k = the sample's rationale length, ``m.curve_p``, ``m.curve_r``, ``m.curve_f1`` (S, len(ks)), and with bins
+        ``m.comprehensiveness``, ``m.sufficiency`` (S,), each the mean over the bins. Fractions, not percent.
+    """
+    import relevance
+
+    methods = [relevance.get_method(m).name for m in (relevance.list_methods() if methods is None else methods)]
+    indices = list(range(len(samples))) if indices is None else list(indices)
+    if len(indices) != len(samples):
+        raise ValueError(f"got {len(indices)} indices for {len(samples)} samples")
+    labels = [int(s.label) for s in samples]
+    truths = [set(s.rationale) for s in samples]
+    lengths = [len(s.rationale) for s in samples]
+    scores, predictions = explained_word_scores(model, samples, methods, batch_size=batch_size,
+                                                start_layers=start_layers, **options)
+    scores["random"] = [random_word_scores(len(s.words), seed, i) for s, i in zip(samples, indices)]
+    rows: dict[str, np.ndarray] = {"correct": predictions == np.asarray(labels)}
+    full = _class_probability(model, [s.text for s in samples], labels, batch_size) if aopc_bins else None
+    for method, per_sample in scores.items():
+        at_length = _instance_rows(truths, [top_k(s, n) for s, n in zip(per_sample, lengths)])
+        rows[f"{method}.p"], rows[f"{method}.r"], rows[f"{method}.f1"] = at_length.T
+        curve = np.stack([_instance_rows(truths, [top_k(s, k) for s in per_sample]) for k in ks], axis=1)
+        rows[f"{method}.curve_p"], rows[f"{method}.curve_r"], rows[f"{method}.curve_f1"] = np.moveaxis(curve, 2, 0)
+        if aopc_bins:
+            without, only = _perturbed_probabilities(model, samples, per_sample, labels, aopc_bins, batch_size)
+            rows[f"{method}.comprehensiveness"] = (full[:, None] - without).mean(axis=1)
+            rows[f"{method}.sufficiency"] = (full[:, None] - only).mean(axis=1)
+    return rows
+
+
+def _perturbed_probabilities(model: Any, samples: Sequence[RationaleSample], per_sample: Sequence[np.ndarray],
+                             labels: Sequence[int], bins: Sequence[float],
+                             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S, bins) class probabilities with the top words of each bin removed, and with only them kept."""
+    removed, kept = [], []
+    for sample, word_score in zip(samples, per_sample):
+        for fraction in bins:
+            chosen = top_k(word_score, max(1, round(fraction * len(sample.words))))
+            removed.append(" ".join(w for i, w in enumerate(sample.words) if i not in chosen) or "[UNK]")
+            kept.append(" ".join(w for i, w in enumerate(sample.words) if i in chosen) or "[UNK]")
+    repeated = [label for label in labels for _ in bins]
+    without = _class_probability(model, removed, repeated, batch_size).reshape(-1, len(bins))
+    only = _class_probability(model, kept, repeated, batch_size).reshape(-1, len(bins))
+    return without, only
+
+
+def evaluation_from_rows(rows: Mapping[str, np.ndarray], ks: Sequence[int],
+                         start_layers: Mapping[str, int] | None = None) -> RationaleEvaluation:
+    """The averages of :func:`rationale_rows` (one or several shards' rows concatenated), in percent."""
+    methods = [key[:-len(".f1")] for key in rows if key.endswith(".f1") and not key.endswith(".curve_f1")]
+    evaluation = RationaleEvaluation(ks=tuple(int(k) for k in ks), samples=len(rows["correct"]),
+                                     accuracy=100 * float(np.mean(rows["correct"])),
+                                     start_layers=dict(start_layers or {}))
+    for method in methods:
+        evaluation.token_f1[method] = 100 * float(np.mean(rows[f"{method}.f1"]))
+        evaluation.precision[method] = 100 * float(np.mean(rows[f"{method}.p"]))
+        evaluation.recall[method] = 100 * float(np.mean(rows[f"{method}.r"]))
+        evaluation.curves[method] = (100 * np.mean(rows[f"{method}.curve_f1"], axis=0)).tolist()
+        if f"{method}.comprehensiveness" in rows:
+            evaluation.comprehensiveness[method] = float(np.mean(rows[f"{method}.comprehensiveness"]))
+            evaluation.sufficiency[method] = float(np.mean(rows[f"{method}.sufficiency"]))
+    return evaluation
+
+
 def evaluate_rationales(model: Any, samples: Sequence[RationaleSample], methods: Sequence[str] | None = None, *,
                         ks: Sequence[int] = tuple(range(1, 11)), batch_size: int = 16, seed: int = 0,
-                        aopc_bins: Sequence[float] = AOPC_BINS, **options: Any) -> RationaleEvaluation:
+                        aopc_bins: Sequence[float] = AOPC_BINS, start_layers: Mapping[str, int] | None = None,
+                        **options: Any) -> RationaleEvaluation:
     """Explain each sample's labelled class with every method and score the maps against the rationales.
 
     Parameters
@@ -204,78 +360,28 @@ def evaluate_rationales(model: Any, samples: Sequence[RationaleSample], methods:
     samples:
         :class:`RationaleSample` s (:func:`reviews_samples`, :func:`load_eraser`).
     methods:
-        Names of :func:`relevance.list_methods` (default: all); ``random`` (a uniform random score per word, with
-        ``seed``) is always added as the floor.
+        Names of :func:`relevance.list_methods` (default: all); ``random`` (a uniform random score per word, from
+        ``seed`` and the sample's index: :func:`random_word_scores`) is always added as the floor.
     ks:
-        The k of the token-F1 curve (the paper's 10..80 for ERASER Movie Reviews, :data:`ERASER_KS`).
+        The k of the token-F1 curve (the paper's 5..80 for ERASER Movie Reviews, :data:`ERASER_KS`).
+    start_layers:
+        ``start_layer`` per method (recorded in the result's table); others as ``options``.
     options:
         Passed to :func:`relevance.explain` (``start_layer``, ...).
     """
-    import relevance
-
-    methods = list(relevance.list_methods() if methods is None else methods)
-    tokenizer = model.info.tokenizer
-    from relevance.models.text_inputs import max_length
-
-    texts = [s.text for s in samples]
-    labels = [int(s.label) for s in samples]
-    truths = [set(s.rationale) for s in samples]
-    lengths = [len(s.rationale) for s in samples]
-    full = _class_probability(model, texts, labels, batch_size)
-    predictions = []
-    scores: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    limit = max_length(model.config, tokenizer)
-    for start in range(0, len(samples), batch_size):
-        part = texts[start:start + batch_size]
-        encoded = tokenizer(part, padding=True, truncation=True, max_length=limit, return_tensors="pt",
-                            return_offsets_mapping=True)
-        offsets = encoded.pop("offset_mapping").tolist()
-        special_ids = set(tokenizer.all_special_ids)
-        for method in methods:
-            result = relevance.explain(model, encoded, method=method, target=labels[start:start + batch_size],
-                                       **options)
-            values = result.relevance.detach().double().cpu().numpy()
-            for row, text in enumerate(part):
-                ids = encoded["input_ids"][row].tolist()
-                special = [(i in special_ids) or not m for i, m in zip(ids, encoded["attention_mask"][row].tolist())]
-                scores[method].append(word_scores(text, offsets[row], values[row], special))
-            if method == methods[0]:
-                predictions.extend(result.logits.argmax(dim=-1).tolist())
-    rng = np.random.default_rng(seed)
-    scores["random"] = [rng.random(len(s.words)) for s in samples]
-    evaluation = RationaleEvaluation(ks=tuple(ks), samples=len(samples),
-                                     accuracy=100 * float(np.mean(np.asarray(predictions) == np.asarray(labels))))
-    for method, per_sample in scores.items():
-        prf = token_prf(truths, [top_k(s, n) for s, n in zip(per_sample, lengths)])
-        evaluation.token_f1[method] = 100 * prf["f1"]
-        evaluation.precision[method] = 100 * prf["p"]
-        evaluation.recall[method] = 100 * prf["r"]
-        evaluation.curves[method] = [100 * token_prf(truths, [top_k(s, k) for s in per_sample])["f1"] for k in ks]
-        removed, kept = [], []
-        for sample, word_score in zip(samples, per_sample):
-            row_removed, row_kept = [], []
-            for fraction in aopc_bins:
-                chosen = top_k(word_score, max(1, round(fraction * len(sample.words))))
-                row_removed.append(" ".join(w for i, w in enumerate(sample.words) if i not in chosen) or "[UNK]")
-                row_kept.append(" ".join(w for i, w in enumerate(sample.words) if i in chosen) or "[UNK]")
-            removed.append(row_removed)
-            kept.append(row_kept)
-        bins = len(aopc_bins)
-        repeated = [label for label in labels for _ in range(bins)]
-        without = _class_probability(model, [t for row in removed for t in row], repeated, batch_size)
-        only = _class_probability(model, [t for row in kept for t in row], repeated, batch_size)
-        evaluation.comprehensiveness[method] = aopc(full, without.reshape(-1, bins))
-        evaluation.sufficiency[method] = aopc(full, only.reshape(-1, bins))
-    return evaluation
+    rows = rationale_rows(model, samples, methods, ks=ks, batch_size=batch_size, seed=seed, aopc_bins=aopc_bins,
+                          start_layers=start_layers, **options)
+    return evaluation_from_rows(rows, ks, start_layers)
 
 
 # --------------------------------------------------------------------------------------------------- data
-def reviews_samples(count: int, seed: int = 0) -> list[RationaleSample]:
-    """Samples of the reviews world (:func:`relevance.data.reviews.generate_reviews`)."""
+def reviews_samples(count: int, seed: int = 0, start: int = 0) -> list[RationaleSample]:
+    """Reviews ``start .. start + count - 1`` of the world with ``seed``
+    (:func:`relevance.data.reviews.generate_reviews`)."""
     from relevance.data.reviews import generate_reviews
 
     return [RationaleSample(tuple(r.words), r.label, frozenset(r.rationale), f"review-{seed}-{r.index}")
-            for r in generate_reviews(count, seed)]
+            for r in generate_reviews(count, seed, start=start)]
 
 
 def evaluate_reviews(model: Any = None, samples: int = 300, seed: int = 2, methods: Sequence[str] | None = None,
