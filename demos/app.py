@@ -91,18 +91,25 @@ def build_app(
 ) -> gr.Blocks:
     """Build the demo's page.
 
-    Args:
-        models: the models to serve, label -> loaded model (tests inject small ones), or a
-            :class:`ModelCatalog`; None loads the default catalog (hub models when available,
-            the embedded shapes model always).
-        device: where the default catalog's models run (ignored when ``models`` is given).
-        concurrency_limit: how many explanations may run at once.
-        shapes_examples, photo_examples: example image files; None: the bundled shapes scenes
-            (``assets/examples``) when the embedded model is served, the bundled photos
-            (``assets/samples``) when a hub model is.
-        text_models: the text classifiers of the text tab, label -> loaded model, or a catalog;
-            None loads the default text catalog (the embedded reviews-bert, hub models only when cached).
-        text_examples: the text tab's examples (None: reviews of the reviews world).
+    Parameters
+    ----------
+    models:
+        The models to serve, label -> loaded model (tests inject small ones), or a
+        :class:`ModelCatalog`; None loads the default catalog (hub models when available,
+        the embedded shapes model always).
+    device:
+        Where the default catalog's models run (ignored when ``models`` is given).
+    concurrency_limit:
+        How many explanations may run at once.
+    shapes_examples, photo_examples:
+        Example image files; None: the bundled shapes scenes
+        (``assets/examples``) when the embedded model is served, the bundled photos
+        (``assets/samples``) when a hub model is.
+    text_models:
+        The text classifiers of the text tab, label -> loaded model, or a catalog;
+        None loads the default text catalog (the embedded reviews-bert, hub models only when cached).
+    text_examples:
+        The text tab's examples (None: reviews of the reviews world).
     """
     if models is None:
         catalog = load_catalog(device)

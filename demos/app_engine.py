@@ -56,9 +56,11 @@ DEMO_MAX_PIXELS = 16_000_000
 class Prediction:
     """Class probabilities of one image.
 
-    Attributes:
-        probabilities: (num_classes,) floats: softmax probabilities, or independent sigmoid
-            probabilities for a multi-label model (see :func:`is_multi_label`).
+    Attributes
+    ----------
+    probabilities:
+        (num_classes,) floats: softmax probabilities, or independent sigmoid
+        probabilities for a multi-label model (see :func:`is_multi_label`).
     """
 
     probabilities: np.ndarray
@@ -189,7 +191,9 @@ def explain_overlay(
     scaled by their largest magnitude and drawn with a diverging map centred on 0
     (:func:`overlay_colormap`).
 
-    Returns:
+    Returns
+    -------
+    tuple[np.ndarray, Prediction, int]
         The overlay, uint8 RGB of the image's own size; the prediction; the explained class index.
     """
     explanation = relevance.explain(model, image, method=method, target=target, start_layer=start_layer)

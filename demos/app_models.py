@@ -44,9 +44,12 @@ LOAD_FAILED_REASON = "its weights could not be loaded (details in the server log
 class HubModel:
     """An ImageNet model whose weights come from the model hub (or its local cache).
 
-    Attributes:
-        label: the dropdown label.
-        name: the name passed to :func:`models.load_model` and the hub availability check.
+    Attributes
+    ----------
+    label:
+        The dropdown label.
+    name:
+        The name passed to :func:`models.load_model` and the hub availability check.
     """
 
     label: str
@@ -68,10 +71,14 @@ class UnknownModelError(ValueError):
 class ModelCatalog:
     """The models the app serves, loaded once and shared read-only by all requests.
 
-    Attributes:
-        models: label -> loaded model, in dropdown order.
-        unavailable: label -> the reason the model is not offered (e.g. weights unreachable).
-        hub_labels: the labels in ``models`` that are hub (ImageNet) models.
+    Attributes
+    ----------
+    models:
+        Label -> loaded model, in dropdown order.
+    unavailable:
+        Label -> the reason the model is not offered (e.g. weights unreachable).
+    hub_labels:
+        The labels in ``models`` that are hub (ImageNet) models.
     """
 
     models: dict[str, torch.nn.Module]

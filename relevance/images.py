@@ -72,15 +72,21 @@ class ImageError(ValueError):
 class DataConfig:
     """How a model expects its input images (the fields of timm's ``resolve_data_config``).
 
-    Attributes:
-        input_size: model input (H, W) in pixels.
-        mean, std: per-channel normalisation (RGB order) applied to values in [0, 1].
-        interpolation: resize filter: "bicubic", "bilinear", "nearest", "box", "hamming" or "lanczos".
-        crop_pct: fraction of the resized image kept by the crop; the image is first resized to
-            ``floor(size / crop_pct)``.
-        crop_mode: "center" (resize shorter side, centre crop), "squash" (resize both sides,
-            ignoring the aspect ratio, then centre crop) or "border" (resize the longer side, then
-            centre crop or pad with the mean colour).
+    Attributes
+    ----------
+    input_size:
+        Model input (H, W) in pixels.
+    mean, std:
+        Per-channel normalisation (RGB order) applied to values in [0, 1].
+    interpolation:
+        Resize filter: "bicubic", "bilinear", "nearest", "box", "hamming" or "lanczos".
+    crop_pct:
+        Fraction of the resized image kept by the crop; the image is first resized to
+        ``floor(size / crop_pct)``.
+    crop_mode:
+        "center" (resize shorter side, centre crop), "squash" (resize both sides,
+        ignoring the aspect ratio, then centre crop) or "border" (resize the longer side, then
+        centre crop or pad with the mean colour).
     """
 
     input_size: tuple[int, int] = (224, 224)
@@ -142,11 +148,14 @@ class DataConfig:
 class CropGeometry:
     """Where the model input lies in the original image.
 
-    Attributes:
-        original_size: (H0, W0) of the original image.
-        box: (top, left, height, width) in original pixel coordinates (floats; pixel edges, so the
-            whole image is (0, 0, H0, W0)). The model input's pixel grid spans exactly this box.
-            With padding ("border" mode, or crop_pct > 1) the box extends beyond the image.
+    Attributes
+    ----------
+    original_size:
+        (H0, W0) of the original image.
+    box:
+        (top, left, height, width) in original pixel coordinates (floats; pixel edges, so the
+        whole image is (0, 0, H0, W0)). The model input's pixel grid spans exactly this box.
+        With padding ("border" mode, or crop_pct > 1) the box extends beyond the image.
     """
 
     original_size: tuple[int, int]
@@ -179,10 +188,14 @@ class CropGeometry:
 class PreparedBatch:
     """Output of `prepare`.
 
-    Attributes:
-        pixels: (B, 3, H, W) float32, normalised model input.
-        originals: B uint8 arrays (H0_i, W0_i, 3), the decoded RGB originals.
-        geometries: B `CropGeometry`, one per image.
+    Attributes
+    ----------
+    pixels:
+        (B, 3, H, W) float32, normalised model input.
+    originals:
+        B uint8 arrays (H0_i, W0_i, 3), the decoded RGB originals.
+    geometries:
+        B `CropGeometry`, one per image.
     """
 
     pixels: torch.Tensor
@@ -352,9 +365,11 @@ def load_image(image: ImageInput) -> np.ndarray:
     on white; 16-bit data is scaled by the dtype range (65535 -> 255), not by its min/max;
     CMYK and other colour spaces are converted by Pillow.
 
-    Raises:
-        ImageError: unreadable / corrupt / non-image file, empty image, image larger than
-            `MAX_PIXELS`, or an array of unsupported shape or dtype. The message names the input.
+    Raises
+    ------
+    ImageError
+        Unreadable / corrupt / non-image file, empty image, image larger than
+        `MAX_PIXELS`, or an array of unsupported shape or dtype. The message names the input.
     """
     if isinstance(image, (str, os.PathLike)):
         return _load_file(Path(image))
@@ -455,16 +470,23 @@ def prepare(
 ) -> PreparedBatch:
     """Decode images and apply the model's eval transform, identical to timm's.
 
-    Args:
-        inputs: one image input (see `load_image`), a list/tuple of them, or a 4-D array/tensor
-            holding a batch of images.
-        config: a `DataConfig`, or a timm ``resolve_data_config`` dict.
+    Parameters
+    ----------
+    inputs:
+        One image input (see `load_image`), a list/tuple of them, or a 4-D array/tensor
+        holding a batch of images.
+    config:
+        A `DataConfig`, or a timm ``resolve_data_config`` dict.
 
-    Returns:
+    Returns
+    -------
+    PreparedBatch
         `PreparedBatch` with pixels (B, 3, H, W) float32, the uint8 originals and the geometries.
 
-    Raises:
-        ImageError: if any input cannot be decoded.
+    Raises
+    ------
+    ImageError
+        If any input cannot be decoded.
     """
     if isinstance(config, dict):
         config = DataConfig.from_timm(config)

@@ -124,16 +124,25 @@ def _unknown(spec: str, query: str, names: Sequence[str]) -> UnknownClassError:
 def resolve_class(spec: int | str, class_names: Sequence[str] | None, num_classes: int | None = None) -> int:
     """The index of the class ``spec`` names, by the rule of this module.
 
-    Args:
-        spec: an index (``int`` or a string of digits) or a class name or synonym, as typed by a user.
-        class_names: the model's class names (index -> name), or ``None`` when it has none (then only indices work).
-        num_classes: the model's number of classes (default ``len(class_names)``).
+    Parameters
+    ----------
+    spec:
+        An index (``int`` or a string of digits) or a class name or synonym, as typed by a user.
+    class_names:
+        The model's class names (index -> name), or ``None`` when it has none (then only indices work).
+    num_classes:
+        The model's number of classes (default ``len(class_names)``).
 
-    Raises:
-        AmbiguousClassError: the spec fits several classes (the message names them with their indices).
-        UnknownClassError: the spec fits no class (the message lists close names).
-        ClassSpecError: an index out of range, an empty spec, or a name for a model without class names.
-        TypeError: a spec that is neither ``int`` nor ``str``.
+    Raises
+    ------
+    AmbiguousClassError
+        The spec fits several classes (the message names them with their indices).
+    UnknownClassError
+        The spec fits no class (the message lists close names).
+    ClassSpecError
+        An index out of range, an empty spec, or a name for a model without class names.
+    TypeError
+        A spec that is neither ``int`` nor ``str``.
     """
     if num_classes is None:
         if class_names is None:

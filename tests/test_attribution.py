@@ -387,6 +387,26 @@ def test_either_tower_of_a_pair_model_with_the_other_fixed(pair_model, stream):
         assert grid.relevance.shape == (2, 4, 4)  # the tower's own patch grid
 
 
+@pytest.mark.parametrize("name, options", [("integrated_gradients", dict(n_steps=16)), ("occlusion", {}),
+                                           ("lime", dict(n_samples=30))])
+def test_without_a_stream_a_pair_model_gets_each_towers_map(pair_model, name, options):
+    pixels, texts = pair_inputs()
+    both = relevance.explain(pair_model, pixels, texts=texts, method=name, **options)
+    assert list(both.maps) == ["image", "text"]
+    for stream in ("image", "text"):
+        alone = relevance.explain(pair_model, pixels, texts=texts, method=name, stream=stream, **options)
+        torch.testing.assert_close(both.maps[stream].values, alone.maps[stream].values, rtol=0, atol=0)
+        torch.testing.assert_close(both.extras["streams"][stream]["attributions"], alone.extras["attributions"],
+                                   rtol=0, atol=0)
+    torch.testing.assert_close(both.scores, alone.scores)
+    if name == "occlusion":  # an image feature choice leaves the text its tokens
+        named = relevance.explain(pair_model, pixels, texts=texts, method=name, features="pixels", window=4,
+                                  stride=4, **options)
+        torch.testing.assert_close(named.maps["text"].values, both.maps["text"].values, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="feature ids belong to one stream"):
+        relevance.explain(pair_model, pixels, texts=texts, method="occlusion", features=torch.zeros(16, 16).long())
+
+
 def test_gradient_methods_run_under_no_grad_and_need_no_attention(model):
     x = images(2)
     expected = relevance.explain(model, x, method="saliency", target=[1, 2]).relevance

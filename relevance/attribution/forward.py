@@ -180,7 +180,8 @@ def token_baseline(name: str, adapter: Adapter, batch: Batch, stream: str, site:
     """
     inputs = batch.streams.get(stream)
     if not isinstance(inputs, TextInputs):
-        raise ValueError(f"baseline {name!r} replaces tokens: the {stream!r} stream holds no text")
+        raise ValueError(f"baseline {name!r} replaces tokens: the {stream!r} stream holds no text (explain one "
+                         "stream with stream=...)")
     token = getattr(adapter.info.tokenizer, f"{name}_token_id", None)
     if token is None:
         raise ValueError(f"baseline {name!r}: the model's tokenizer has no {name}_token_id")

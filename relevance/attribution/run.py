@@ -14,6 +14,7 @@ import contextlib
 import threading
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,14 +70,38 @@ def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, 
     Returns
     -------
     Explanation
-        One map, of the explained stream: (B, H, W) pixels, (B, h, w) patches or (B, L) tokens; ``extras`` holds
-        captum's attributions (B, ...) at the input site, the feature ids, the stream, the site, every option's
-        value, the baselines and, for integrated gradients, the convergence delta (B,).
+        One map per explained stream: (B, H, W) pixels, (B, h, w) patches or (B, L) tokens. A model with several
+        streams (an image-text pair) has each stream explained in turn, the other held at the batch's own
+        values, unless the option ``stream`` names one. ``extras`` holds captum's attributions (B, ...) at the
+        input site, the feature ids, the stream, the site, every option's value, the baselines and, for
+        integrated gradients, the convergence delta (B,); with several streams, those of each stream under
+        ``extras["streams"][name]``.
     """
     resolved = method.resolve(options)
     batch, target = adapter.prepare(inputs, texts=texts, target=target)
     warnings = adapter.domain_warnings(batch)
-    stream = _stream(adapter, batch, resolved["stream"])
+    streams = _streams(adapter, batch, resolved["stream"])
+    if len(streams) > 1 and isinstance(resolved["features"], (Tensor, np.ndarray)):
+        raise ValueError("feature ids belong to one stream: pass stream= (one of "
+                         f"{', '.join(map(repr, streams))}) with them")
+    parts = [_explain_stream(adapter, name, method, resolved, batch, target, stream, several=len(streams) > 1)
+             for stream in streams]
+    if len(parts) == 1:
+        explanation = parts[0]
+        explanation.warnings[:0] = warnings
+        return explanation
+    first = parts[0]
+    return Explanation(method=name, maps={s: p.maps[s] for s, p in zip(streams, parts)}, output=first.output,
+                       scores=first.scores, target=first.target, start_layers={}, info=adapter.info,
+                       warnings=warnings + [w for p in parts for w in p.warnings],
+                       extras={"streams": {s: p.extras for s, p in zip(streams, parts)}, "options": resolved})
+
+
+def _explain_stream(adapter: Adapter, name: str, method: AttributionMethod, resolved: Mapping[str, Any], batch,
+                    target: Any, stream: str, several: bool) -> Explanation:
+    """:func:`explain_attribution` for one stream of a prepared batch (no domain warnings). With ``several``
+    streams, a ``features`` name of the other modality (``"patches"`` for a text) means that stream's default, and
+    occlusion windows apply to the image."""
     output, site, original, space = reference_pass(adapter, batch, stream, resolved["site"],
                                                    adapter.info.conventions.input_site.get(name))
     check_finite(output, "the model's outputs")
@@ -88,6 +113,10 @@ def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, 
         raise ValueError(f"site {site!r} of the image stream {stream!r} holds {tuple(original.shape)}, not images "
                          "(B, C, H, W)")
     choice = resolved["features"]
+    if several and isinstance(choice, str) and (choice == "tokens") != (modality == "text"):
+        choice = None
+    if several and modality == "text":  # occlusion windows are the image's; a text's window is one token
+        resolved = {**resolved, **{k: None for k in ("window", "stride") if k in resolved}}
     if choice is None:
         choice = "tokens" if modality == "text" else ("pixels" if method.kind == "gradient" else "patches")
     features, notes = make_features(choice, modality, original, fixed, space.grid_size if space else None,
@@ -113,17 +142,18 @@ def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, 
     if delta is not None:
         extras["convergence_delta"] = delta.detach()
     return Explanation(method=name, maps={stream: stream_map}, output=output, scores=bound.score(output),
-                       target=bound.classes, start_layers={}, info=adapter.info, warnings=warnings + notes,
+                       target=bound.classes, start_layers={}, info=adapter.info, warnings=list(notes),
                        extras=extras)
 
 
-def _stream(adapter: Adapter, batch, chosen: str | None) -> str:
+def _streams(adapter: Adapter, batch, chosen: str | None) -> list[str]:
+    """The streams explained: ``chosen``, or every stream of the batch (in the adapter's order)."""
     streams = [s for s in adapter.depths() if s in batch.streams] or list(batch.streams)
     if chosen is None:
-        return streams[0]
+        return streams
     if chosen not in batch.streams:
         raise ValueError(f"unknown stream {chosen!r}; this model's streams: {', '.join(streams)}")
-    return chosen
+    return [chosen]
 
 
 def _fixed(inputs: Any, values: Tensor, site: str) -> Tensor | None:

@@ -91,14 +91,22 @@ class ObjectSpec:
 class Scene:
     """One rendered scene.
 
-    Attributes:
-        image: uint8 array (H, W, 3).
-        labels: class id of each object, in drawing order (distinct within a scene).
-        masks: bool array (n_objects, H, W), the visible part of each object, disjoint.
-        colours: colour name of each object.
-        caption: "a red circle and a blue star" (objects in drawing order).
-        seed: the seed the scene was rendered from.
-        objects: the geometry of each object.
+    Attributes
+    ----------
+    image:
+        Uint8 array (H, W, 3).
+    labels:
+        Class id of each object, in drawing order (distinct within a scene).
+    masks:
+        Bool array (n_objects, H, W), the visible part of each object, disjoint.
+    colours:
+        Colour name of each object.
+    caption:
+        "a red circle and a blue star" (objects in drawing order).
+    seed:
+        The seed the scene was rendered from.
+    objects:
+        The geometry of each object.
     """
 
     image: np.ndarray
@@ -273,11 +281,16 @@ def draw_objects(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Composite objects over a background.
 
-    Args:
-        background: float or uint8 (S, S, 3).
-        objects: drawn in this order (later ones occlude earlier ones).
+    Parameters
+    ----------
+    background:
+        Float or uint8 (S, S, 3).
+    objects:
+        Drawn in this order (later ones occlude earlier ones).
 
-    Returns:
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray, np.ndarray]
         image uint8 (S, S, 3), masks bool (n, S, S) of the visible parts, and
         alphas float32 (n, S, S), each object's own coverage before occlusion.
     """
@@ -311,13 +324,19 @@ def render_scene(
 ) -> Scene:
     """Render the scene of ``seed``; the same arguments always give identical bytes.
 
-    Args:
-        seed: non-negative integer; seeds the ``numpy.random.Generator``.
-        size: side of the square image in pixels (32..512; the embedded model uses 64).
-        n_objects: force 1..3 objects (default: uniform in 1..3).
-        background: "textured" (noise, blotches, stripes or gradient) or "flat" (uniform
-            grey, for tests that need to see each object's drawn pixels).
-        clutter: draw non-object clutter (lines, dots). Ignored for "flat".
+    Parameters
+    ----------
+    seed:
+        Non-negative integer; seeds the ``numpy.random.Generator``.
+    size:
+        Side of the square image in pixels (32..512; the embedded model uses 64).
+    n_objects:
+        Force 1..3 objects (default: uniform in 1..3).
+    background:
+        "textured" (noise, blotches, stripes or gradient) or "flat" (uniform
+        grey, for tests that need to see each object's drawn pixels).
+    clutter:
+        Draw non-object clutter (lines, dots). Ignored for "flat".
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")

@@ -55,11 +55,16 @@ class _Item:
 class ImageNetVal(torch.utils.data.Dataset):
     """ImageNet validation images as ``(image01 (3, size, size), label)``.
 
-    Args:
-        root: the dataset root containing ``val/`` or the ``val`` folder itself.
-        size: side of the squash resize (224 for ViT-B/16).
-        wnids: optional class order (e.g. the 1000 ImageNet wnids); default: sorted folder names.
-        limit: keep only the first ``limit`` images (in sorted path order).
+    Parameters
+    ----------
+    root:
+        The dataset root containing ``val/`` or the ``val`` folder itself.
+    size:
+        Side of the squash resize (224 for ViT-B/16).
+    wnids:
+        Optional class order (e.g. the 1000 ImageNet wnids); default: sorted folder names.
+    limit:
+        Keep only the first ``limit`` images (in sorted path order).
     """
 
     def __init__(self, root: str | Path, size: int = 224, *, wnids: Sequence[str] | None = None, limit: int | None = None):

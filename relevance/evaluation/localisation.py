@@ -86,11 +86,15 @@ def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 def class_specificity(maps: torch.Tensor, target_masks: torch.Tensor, other_masks: torch.Tensor) -> torch.Tensor:
     """``M_t / (M_t + M_o)``: positive mass on the explained object vs the other objects. -> (B,).
 
-    Args:
-        maps: (B, H, W) relevance for the explained class.
-        target_masks: (B, H, W) mask of the explained object.
-        other_masks: (B, H, W) union of the masks of the other objects in the same scene
-            (all False if there is none, which gives NaN).
+    Parameters
+    ----------
+    maps:
+        (B, H, W) relevance for the explained class.
+    target_masks:
+        (B, H, W) mask of the explained object.
+    other_masks:
+        (B, H, W) union of the masks of the other objects in the same scene
+        (all False if there is none, which gives NaN).
     """
     r, t, o = _prepare(maps, target_masks, other_masks)
     r = r.clamp(min=0)

@@ -106,14 +106,22 @@ def perturb(images01: torch.Tensor, maps: torch.Tensor, fraction: float, *, posi
             order: torch.Tensor | None = None) -> torch.Tensor:
     """Set the ``floor(H*W*fraction)`` pixels ranked first by the map to 0 (all channels).
 
-    Args:
-        images01: (B, 3, H, W) in [0, 1], un-normalised.
-        maps: (B, H, W) relevance at the image resolution (any scale; only the ranking matters).
-        fraction: share of pixels to remove, in [0, 1].
-        positive: remove the most relevant pixels (True) or the least relevant (False).
-        order: the maps' :func:`removal_order` when already computed (the same for every fraction).
+    Parameters
+    ----------
+    images01:
+        (B, 3, H, W) in [0, 1], un-normalised.
+    maps:
+        (B, H, W) relevance at the image resolution (any scale; only the ranking matters).
+    fraction:
+        Share of pixels to remove, in [0, 1].
+    positive:
+        Remove the most relevant pixels (True) or the least relevant (False).
+    order:
+        The maps' :func:`removal_order` when already computed (the same for every fraction).
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         a perturbed copy (B, 3, H, W).
     """
     _check(images01, maps)
@@ -228,14 +236,19 @@ def perturbation_test(
 ) -> PerturbationResult:
     """The whole §5.3 test over a dataset.
 
-    Args:
-        classify: normalised images (B, 3, H, W) -> logits (B, C).
-        explain: ``(normalised images, classes (B,)) -> maps (B, h, w)``; maps smaller than the
-            images are upsampled bilinearly (align_corners=False), as the reference does.
-        batches: ``(images01 (B, 3, H, W) in [0, 1], labels (B,))``, e.g. from
-            :func:`relevance.evaluation.datasets.imagenet_val_batches`.
-        vis_class: "top" explains the predicted class, "target" the ground-truth label; accuracy is
-            always measured against the label with ``correct``.
+    Parameters
+    ----------
+    classify:
+        Normalised images (B, 3, H, W) -> logits (B, C).
+    explain:
+        ``(normalised images, classes (B,)) -> maps (B, h, w)``; maps smaller than the
+        images are upsampled bilinearly (align_corners=False), as the reference does.
+    batches:
+        ``(images01 (B, 3, H, W) in [0, 1], labels (B,))``, e.g. from
+        :func:`relevance.evaluation.datasets.imagenet_val_batches`.
+    vis_class:
+        "top" explains the predicted class, "target" the ground-truth label; accuracy is
+        always measured against the label with ``correct``.
     """
     if vis_class not in ("top", "target"):
         raise ValueError(f"vis_class must be 'top' or 'target', got {vis_class!r}")

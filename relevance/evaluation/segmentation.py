@@ -47,9 +47,12 @@ def average_precision(y_true: torch.Tensor | np.ndarray, scores: torch.Tensor | 
     called positive (ties are one threshold), and R_0 = 0. No interpolation. With no positive
     label, the result is 0.0 (sklearn warns and returns 0 as well).
 
-    Args:
-        y_true: labels in {0, 1} (any shape; flattened).
-        scores: real scores of the same number of elements.
+    Parameters
+    ----------
+    y_true:
+        Labels in {0, 1} (any shape; flattened).
+    scores:
+        Real scores of the same number of elements.
     """
     y = _as_numpy(y_true).ravel()
     s = _as_numpy(scores).ravel()
@@ -96,9 +99,12 @@ def segmentation_ap(map01: torch.Tensor | np.ndarray, mask: torch.Tensor | np.nd
     ``1 - map`` is computed in the map's own precision (float32 maps: float32, as the reference's tensors), which
     decides which scores of the two channels tie.
 
-    Args:
-        map01: (H, W) normalised relevance in [0, 1].
-        mask: (H, W) ground truth, bool or {0, 1} (foreground = 1).
+    Parameters
+    ----------
+    map01:
+        (H, W) normalised relevance in [0, 1].
+    mask:
+        (H, W) ground truth, bool or {0, 1} (foreground = 1).
     """
     m = map01.detach().cpu().numpy() if isinstance(map01, torch.Tensor) else np.asarray(map01)
     m = m if m.dtype in (np.float32, np.float64) else m.astype(np.float64)
@@ -225,12 +231,16 @@ def segmentation_test(
 ) -> SegmentationScores:
     """The whole §5.2 test over a dataset.
 
-    Args:
-        explain: normalised images (B, 3, H, W) -> relevance maps for the **predicted** class,
-            (B, h, w); maps smaller than the masks are upsampled bilinearly (align_corners=False).
-        batches: ``(images01 (B, 3, H, W) in [0, 1], masks (B, H, W))``, e.g. from
-            :func:`relevance.evaluation.datasets.segmentation_batches`.
-        normalize: [0, 1] images -> model input (mean = std = 0.5 for the paper's ViT-B/16).
+    Parameters
+    ----------
+    explain:
+        Normalised images (B, 3, H, W) -> relevance maps for the **predicted** class,
+        (B, h, w); maps smaller than the masks are upsampled bilinearly (align_corners=False).
+    batches:
+        ``(images01 (B, 3, H, W) in [0, 1], masks (B, H, W))``, e.g. from
+        :func:`relevance.evaluation.datasets.segmentation_batches`.
+    normalize:
+        [0, 1] images -> model input (mean = std = 0.5 for the paper's ViT-B/16).
     """
     acc = SegmentationAccumulator()
     for images01, masks in batches:

@@ -155,11 +155,15 @@ DIVERGING_COLORMAPS: tuple[str, ...] = ("bwr", "coolwarm")
 def colormap_table(colormap: str) -> np.ndarray:
     """The (256, 3) uint8 RGB table of a colour map.
 
-    Args:
-        colormap: a name in `COLORMAPS`.
+    Parameters
+    ----------
+    colormap:
+        A name in `COLORMAPS`.
 
-    Raises:
-        ValueError: for an unknown name; the message lists the valid ones.
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
     """
     try:
         return COLORMAPS[colormap]
@@ -175,11 +179,16 @@ def is_diverging(colormap: str) -> bool:
 def levels(values: np.ndarray, *, signed: bool = False) -> np.ndarray:
     """Quantise values to the 256 levels of a colour table.
 
-    Args:
-        values: float array of any shape, in [0, 1], or in [-1, 1] when ``signed`` (clipped; NaN -> 0).
-        signed: map -1 -> level 0, 0 -> level 128 (a centre entry of a diverging table), 1 -> level 255.
+    Parameters
+    ----------
+    values:
+        Float array of any shape, in [0, 1], or in [-1, 1] when ``signed`` (clipped; NaN -> 0).
+    signed:
+        Map -1 -> level 0, 0 -> level 128 (a centre entry of a diverging table), 1 -> level 255.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 array of the same shape.
     """
     values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)

@@ -42,11 +42,16 @@ __all__ = [
 def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Bilinear upsampling (``F.interpolate``, align_corners=False).
 
-    Args:
-        maps: (B, h, w) or (h, w) tensor.
-        size: output (H, W) or a single int for a square output.
+    Parameters
+    ----------
+    maps:
+        (B, h, w) or (h, w) tensor.
+    size:
+        Output (H, W) or a single int for a square output.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         (B, H, W) or (H, W), matching the input's rank; floating dtype is kept (ints become float32).
     """
     if maps.dim() not in (2, 3):
@@ -67,8 +72,10 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
     A constant map (including all zeros and single pixels) becomes all zeros. Non-finite input
     values are treated as 0, so the output never contains NaN or inf. Floating dtype is kept.
 
-    Args:
-        maps: (..., h, w) tensor.
+    Parameters
+    ----------
+    maps:
+        (..., h, w) tensor.
     """
     if maps.dim() < 2:
         raise ValueError(f"maps must have at least 2 dims (h, w), got shape {tuple(maps.shape)}")
@@ -85,12 +92,18 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
 def colorize(map01: np.ndarray | torch.Tensor, colormap: str = "jet", *, signed: bool = False) -> np.ndarray:
     """Colour a map with values in [0, 1], or in [-1, 1] when ``signed`` (clipped; NaN -> 0).
 
-    Args:
-        map01: (H, W) array or tensor.
-        colormap: a name in `COLORMAPS`.
-        signed: values are in [-1, 1] and 0 gets the colour map's centre colour (white for "bwr").
+    Parameters
+    ----------
+    map01:
+        (H, W) array or tensor.
+    colormap:
+        A name in `COLORMAPS`.
+    signed:
+        Values are in [-1, 1] and 0 gets the colour map's centre colour (white for "bwr").
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 RGB (H, W, 3).
     """
     table = colormap_table(colormap)
@@ -167,11 +180,16 @@ def _map_on_box(relevance_map: np.ndarray, geometry: CropGeometry) -> tuple[np.n
 def map_on_original(relevance_map: np.ndarray | torch.Tensor, geometry: CropGeometry) -> np.ndarray:
     """A map resampled onto the original image's pixels, bilinearly, where the model input covered them.
 
-    Args:
-        relevance_map: (h, w) map of any grid size (patch grid or model-input pixels).
-        geometry: where the model input lies in the original.
+    Parameters
+    ----------
+    relevance_map:
+        (h, w) map of any grid size (patch grid or model-input pixels).
+    geometry:
+        Where the model input lies in the original.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         float32 (H0, W0): the map's raw values inside the covered box, NaN outside it.
     """
     if isinstance(relevance_map, torch.Tensor):
@@ -198,17 +216,26 @@ def overlay(
     largest magnitude when ``signed``), coloured, and blended:
     ``(1 - alpha) * original + alpha * colour``. Outside the box the original is left unchanged.
 
-    Args:
-        original: uint8 (H0, W0, 3) RGB image (as returned by `relevance.images.load_image`).
-        relevance_map: (h, w) map of any grid size (patch grid or model-input pixels).
-        geometry: where the model input lies in the original; None means the whole image.
-        colormap: a name in `COLORMAPS`; for a signed map, one of `DIVERGING_COLORMAPS`.
-        alpha: opacity of the colour map, in [0, 1].
-        signed: the map has meaningful signs (e.g. full LRP): it is divided by its largest
-            magnitude so that -max, 0 and +max get the colour map's first, centre and last
-            colours. Default False: min-max normalisation (lowest value -> first colour).
+    Parameters
+    ----------
+    original:
+        Uint8 (H0, W0, 3) RGB image (as returned by `relevance.images.load_image`).
+    relevance_map:
+        (h, w) map of any grid size (patch grid or model-input pixels).
+    geometry:
+        Where the model input lies in the original; None means the whole image.
+    colormap:
+        A name in `COLORMAPS`; for a signed map, one of `DIVERGING_COLORMAPS`.
+    alpha:
+        Opacity of the colour map, in [0, 1].
+    signed:
+        The map has meaningful signs (e.g. full LRP): it is divided by its largest
+        magnitude so that -max, 0 and +max get the colour map's first, centre and last
+        colours. Default False: min-max normalisation (lowest value -> first colour).
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 RGB (H0, W0, 3).
     """
     table = colormap_table(colormap)  # validate before any work
@@ -285,18 +312,27 @@ def colorbar(
     Row ``r`` (0 at the top) has the colour of level ``round(255 * (1 - r / (height - 1)))``, so
     for a signed bar the middle row is the diverging map's centre (the colour of 0).
 
-    Args:
-        colormap: a name in `COLORMAPS`.
-        height: image height in pixels (at least 2).
-        width: image width in pixels: the bar and, with ``labels``, its labels.
-        signed: label the bar as `overlay` scales a signed map: "+max" / "0" / "-max"
-            (default: a min-max normalised map, "max" / "min").
-        labels: write the labels right of the bar, level with the top, middle and bottom rows
-            they name; False gives a bar over the whole width.
-        value_range: (low, high) of the map: the labels show these numbers instead of words
-            (for a signed bar, +-max(|low|, |high|) and 0).
+    Parameters
+    ----------
+    colormap:
+        A name in `COLORMAPS`.
+    height:
+        Image height in pixels (at least 2).
+    width:
+        Image width in pixels: the bar and, with ``labels``, its labels.
+    signed:
+        Label the bar as `overlay` scales a signed map: "+max" / "0" / "-max"
+        (default: a min-max normalised map, "max" / "min").
+    labels:
+        Write the labels right of the bar, level with the top, middle and bottom rows
+        they name; False gives a bar over the whole width.
+    value_range:
+        (low, high) of the map: the labels show these numbers instead of words
+        (for a signed bar, +-max(|low|, |high|) and 0).
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 RGB (height, width, 3) on a white background.
     """
     table = colormap_table(colormap)
@@ -342,13 +378,20 @@ def annotate(image: np.ndarray, text: str, *, position: str = "bottom", font_siz
     Characters Pillow's built-in font lacks are spelled with look-alikes (see
     :func:`relevance.render.fonts.drawable_text`).
 
-    Args:
-        image: uint8 RGB (H, W, 3).
-        text: the caption, e.g. "class 3 · transformer attribution".
-        position: "bottom" or "top".
-        font_size: text height in pixels; default about H / 22, between 10 and 28.
+    Parameters
+    ----------
+    image:
+        Uint8 RGB (H, W, 3).
+    text:
+        The caption, e.g. "class 3 · transformer attribution".
+    position:
+        "bottom" or "top".
+    font_size:
+        Text height in pixels; default about H / 22, between 10 and 28.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 RGB (H, W, 3).
     """
     array = np.asarray(image)
@@ -386,15 +429,23 @@ def side_by_side(
 ) -> np.ndarray:
     """Compose images into one grid with an optional title above each tile.
 
-    Args:
-        images: uint8 RGB (H_i, W_i, 3) images; each is scaled (keeping its aspect) to
-            ``tile_height`` (default: the first image's height).
-        titles: one caption per image, or None for no caption band.
-        columns: tiles per row (default: all in one row).
-        gap: white space in pixels between tiles.
-        title_height: height of the caption band in pixels.
+    Parameters
+    ----------
+    images:
+        Uint8 RGB (H_i, W_i, 3) images; each is scaled (keeping its aspect) to
+        ``tile_height`` (default: the first image's height).
+    titles:
+        One caption per image, or None for no caption band.
+    columns:
+        Tiles per row (default: all in one row).
+    gap:
+        White space in pixels between tiles.
+    title_height:
+        Height of the caption band in pixels.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 RGB image of the grid on a white background.
     """
     if len(images) == 0:

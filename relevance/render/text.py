@@ -82,8 +82,10 @@ def clean_token(token: str) -> str:
     ``"world"``). Special tokens (``"[CLS]"``, ``"</s>"``) are returned unchanged, and so is a
     token that is nothing but a marker (GPT-2's lone ``"Ġ"``), so that it stays visible.
 
-    Args:
-        token: one tokenizer piece, as ``tokenizer.convert_ids_to_tokens`` returns it.
+    Parameters
+    ----------
+    token:
+        One tokenizer piece, as ``tokenizer.convert_ids_to_tokens`` returns it.
     """
     token = str(token)
     if token in SPECIAL_TOKENS or token in PADDING_TOKENS:
@@ -111,10 +113,14 @@ def word_ids_from_tokens(tokens: Sequence[str]) -> list[int | None]:
     tokens get None. Prefer ``BatchEncoding.word_ids()`` where you have it: it also knows where
     punctuation splits words.
 
-    Args:
-        tokens: (L,) token strings.
+    Parameters
+    ----------
+    tokens:
+        (L,) token strings.
 
-    Returns:
+    Returns
+    -------
+    list[int | None]
         (L,) word index per token (0, 1, ...; pieces of one word share it) or None.
     """
     tokens = [str(t) for t in tokens]
@@ -197,15 +203,22 @@ def aggregate_words(
 ) -> tuple[list[str], np.ndarray]:
     """Merge word pieces into words: display strings and one score per word.
 
-    Args:
-        tokens: (L,) token strings.
-        scores: (L,) relevance per token (NaN and infinities count as 0).
-        word_ids: (L,) word index per token, None for special and padding tokens (as Hugging Face's
-            ``BatchEncoding.word_ids()``); None: guessed by `word_ids_from_tokens`.
-        reduce: "max" (the ERASER evaluation of Chefer et al. takes the largest piece score; for a
-            signed map this is the most positive piece) or "sum" (relevance is additive under LRP).
+    Parameters
+    ----------
+    tokens:
+        (L,) token strings.
+    scores:
+        (L,) relevance per token (NaN and infinities count as 0).
+    word_ids:
+        (L,) word index per token, None for special and padding tokens (as Hugging Face's
+        ``BatchEncoding.word_ids()``); None: guessed by `word_ids_from_tokens`.
+    reduce:
+        "max" (the ERASER evaluation of Chefer et al. takes the largest piece score; for a
+        signed map this is the most positive piece) or "sum" (relevance is additive under LRP).
 
-    Returns:
+    Returns
+    -------
+    tuple[list[str], np.ndarray]
         The words (their pieces cleaned by `clean_token` and joined), and (W,) their scores, in
         text order, with the scores' floating dtype. Special and padding tokens are left out.
     """
@@ -236,16 +249,25 @@ def _check_word_ids(word_ids: Sequence[int | None] | None, tokens: list[str]) ->
 class TokenHeatmap:
     """A text heatmap ready to draw (built by `token_heatmap`).
 
-    Attributes:
-        texts: (N,) display strings of the items shown (tokens or words).
-        scores: (N,) their scores.
-        kinds: (N,) "text", "special" or "padding".
-        word_starts: (N,) True where an item begins a new word (a space goes before it).
-        colours: (N, 3) uint8 RGB background colours.
-        signed: whether the diverging scale (centred on 0) is used.
-        vmax: the score drawn with the strongest colour (+vmax, and -vmax when signed); 0 when
-            the map is constant.
-        colormap: the colour map's name.
+    Attributes
+    ----------
+    texts:
+        (N,) display strings of the items shown (tokens or words).
+    scores:
+        (N,) their scores.
+    kinds:
+        (N,) "text", "special" or "padding".
+    word_starts:
+        (N,) True where an item begins a new word (a space goes before it).
+    colours:
+        (N, 3) uint8 RGB background colours.
+    signed:
+        Whether the diverging scale (centred on 0) is used.
+    vmax:
+        The score drawn with the strongest colour (+vmax, and -vmax when signed); 0 when
+        the map is constant.
+    colormap:
+        The colour map's name.
     """
 
     texts: list[str]
@@ -320,23 +342,37 @@ def token_heatmap(
 ) -> TokenHeatmap:
     """Decide what a text heatmap shows and in which colours.
 
-    Args:
-        tokens: (L,) token strings, as ``tokenizer.convert_ids_to_tokens`` returns them.
-        scores: (L,) relevance per token (NaN and infinities count as 0).
-        word_ids: (L,) word index per token, None for special and padding tokens (Hugging Face's
-            ``BatchEncoding.word_ids()``); None: guessed from the tokens (`word_ids_from_tokens`).
-        words: show whole words (scores merged by ``reduce``) instead of word pieces.
-        reduce: "max" or "sum", for ``words`` (see `aggregate_words`).
-        show_special: show special tokens ([CLS], [SEP], <s>, ...).
-        show_padding: show padding tokens (padding tokens and positions where ``attention_mask`` is 0).
-        signed: force the diverging (True) or the sequential (False; negative scores get the colour
-            of 0) scale; None: diverging when a score shown is negative.
-        colormap: a name in `relevance.render.COLORMAPS`; default "bwr" when signed, else "reds".
-        vmax: the score given the strongest colour, e.g. to compare several texts on one scale;
-            default: the largest score shown (largest magnitude when signed).
-        attention_mask: (L,) 1 for real tokens, 0 for padding.
+    Parameters
+    ----------
+    tokens:
+        (L,) token strings, as ``tokenizer.convert_ids_to_tokens`` returns them.
+    scores:
+        (L,) relevance per token (NaN and infinities count as 0).
+    word_ids:
+        (L,) word index per token, None for special and padding tokens (Hugging Face's
+        ``BatchEncoding.word_ids()``); None: guessed from the tokens (`word_ids_from_tokens`).
+    words:
+        Show whole words (scores merged by ``reduce``) instead of word pieces.
+    reduce:
+        "max" or "sum", for ``words`` (see `aggregate_words`).
+    show_special:
+        Show special tokens ([CLS], [SEP], <s>, ...).
+    show_padding:
+        Show padding tokens (padding tokens and positions where ``attention_mask`` is 0).
+    signed:
+        Force the diverging (True) or the sequential (False; negative scores get the colour
+        of 0) scale; None: diverging when a score shown is negative.
+    colormap:
+        A name in `relevance.render.COLORMAPS`; default "bwr" when signed, else "reds".
+    vmax:
+        The score given the strongest colour, e.g. to compare several texts on one scale;
+        default: the largest score shown (largest magnitude when signed).
+    attention_mask:
+        (L,) 1 for real tokens, 0 for padding.
 
-    Returns:
+    Returns
+    -------
+    TokenHeatmap
         The `TokenHeatmap`.
     """
     if reduce not in _REDUCTIONS:
@@ -449,15 +485,23 @@ def text_heatmap_html(
     external stylesheet or font, so it reads the same offline, in any browser and in Jupyter
     (the returned string displays as HTML there). Every token is HTML-escaped.
 
-    Args:
-        tokens: (L,) token strings, or a `TokenHeatmap` (then leave out scores and options).
-        scores: (L,) relevance per token.
-        word_ids: (L,) word index per token, None for special and padding tokens.
-        legend: add a colour legend (min / 0 / max) under the text.
-        **options: the keyword options of `token_heatmap` (words, reduce, show_special,
-            show_padding, signed, colormap, vmax, attention_mask).
+    Parameters
+    ----------
+    tokens:
+        (L,) token strings, or a `TokenHeatmap` (then leave out scores and options).
+    scores:
+        (L,) relevance per token.
+    word_ids:
+        (L,) word index per token, None for special and padding tokens.
+    legend:
+        Add a colour legend (min / 0 / max) under the text.
+    **options:
+        The keyword options of `token_heatmap` (words, reduce, show_special,
+        show_padding, signed, colormap, vmax, attention_mask).
 
-    Returns:
+    Returns
+    -------
+    HtmlFragment
         The fragment, a ``<div>``.
     """
     heatmap = _as_heatmap(tokens, scores, word_ids, options)
@@ -485,12 +529,18 @@ def text_heatmap_document(
 ) -> str:
     """A standalone HTML page (UTF-8, no external resources) holding one or several fragments.
 
-    Args:
-        fragments: fragments from `text_heatmap_html` (inserted as they are).
-        captions: one caption per fragment, shown above it (escaped), or None.
-        title: the page's title and heading (escaped).
+    Parameters
+    ----------
+    fragments:
+        Fragments from `text_heatmap_html` (inserted as they are).
+    captions:
+        One caption per fragment, shown above it (escaped), or None.
+    title:
+        The page's title and heading (escaped).
 
-    Returns:
+    Returns
+    -------
+    str
         The document, ``<!DOCTYPE html>`` ... ``</html>``.
     """
     fragments = [fragments] if isinstance(fragments, str) else list(fragments)
@@ -576,16 +626,26 @@ def text_heatmap_image(
     built-in font: characters it lacks are spelled with look-alikes or "?"
     (:func:`relevance.render.fonts.drawable_text`); the HTML shows any script.
 
-    Args:
-        tokens: (L,) token strings, or a `TokenHeatmap` (then leave out scores and options).
-        scores: (L,) relevance per token.
-        word_ids: (L,) word index per token, None for special and padding tokens.
-        width: image width in pixels (at least 4 font sizes).
-        font_size: text size in pixels.
-        legend: add the colour legend under the text.
-        **options: the keyword options of `token_heatmap`.
+    Parameters
+    ----------
+    tokens:
+        (L,) token strings, or a `TokenHeatmap` (then leave out scores and options).
+    scores:
+        (L,) relevance per token.
+    word_ids:
+        (L,) word index per token, None for special and padding tokens.
+    width:
+        Image width in pixels (at least 4 font sizes).
+    font_size:
+        Text size in pixels.
+    legend:
+        Add the colour legend under the text.
+    **options:
+        The keyword options of `token_heatmap`.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         uint8 RGB (H, width, 3); H grows with the number of lines.
     """
     heatmap = _as_heatmap(tokens, scores, word_ids, options)
