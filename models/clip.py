@@ -134,6 +134,7 @@ class Attention(nn.Module):
             scores = ops.mask_scores(scores, mask)
         attention = ops.softmax(scores, dim=-1)
         ops.record_attention(attention, stream=self.stream, layer=self.layer)
+        ops.record_query_key(q, k, stream=self.stream, layer=self.layer, scale=self.scale)
         out = ops.attention_values(attention, v).transpose(1, 2).reshape(batch, tokens, width)
         return self.out_proj(out)
 

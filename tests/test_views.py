@@ -62,6 +62,25 @@ def test_query_key_vectors_are_recorded_only_when_asked_and_give_the_attention(v
                 torch.testing.assert_close(scores.softmax(-1), attention, atol=1e-6, rtol=1e-5)
 
 
+def test_both_towers_of_clip_record_query_key_vectors_that_give_their_attention():
+    model = relevance.models.create("shapes-clip")
+    adapter = relevance.adapter_for(model)
+    batch, _ = adapter.prepare(SCENE, texts=["a green square", "a photo of a red circle and a blue star"])
+    with recording(query_key=True) as tape, torch.no_grad():
+        adapter.forward(batch)
+        for stream, depth in adapter.depths().items():
+            for layer in range(depth):
+                vectors, attention = tape.query_key[AttentionKey(stream, layer)], tape.attention[AttentionKey(stream,
+                                                                                                             layer)]
+                scores = vectors.scale * vectors.queries @ vectors.keys.transpose(-2, -1)
+                if stream == "text":  # CLIP's text tower is causal: a token sees itself and the tokens before it
+                    length = scores.shape[-1]
+                    later = torch.ones(length, length, dtype=torch.bool).triu(1)
+                    scores = scores.masked_fill(later, float("-inf"))
+                torch.testing.assert_close(scores.softmax(-1), attention, atol=1e-6, rtol=1e-5)
+        assert {site.stream for site in tape.query_key} == {"image", "text"}
+
+
 def test_capture_keeps_the_recorded_attention_tokens_and_picture(vit, text_model):
     expected = torch.stack(recorded_attention(vit, SCENE), dim=1)[0].numpy()
     data = V.capture(vit, SCENE).sample(0)
