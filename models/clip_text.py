@@ -35,6 +35,12 @@ class TextTokenizer(abc.ABC):
     eot_id: int
     pad_id: int
 
+    @property
+    def pad_token_id(self) -> int:
+        """The padding id under Hugging Face's name: the embedding-space baseline ``baseline="pad"`` of the
+        gradient and perturbation methods (:mod:`relevance.attribution`) replaces a caption's words by it."""
+        return self.pad_id
+
     @abc.abstractmethod
     def encode(self, text: str) -> list[int]:
         """The ids of ``text`` without start and end tokens."""

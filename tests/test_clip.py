@@ -212,6 +212,13 @@ def test_zero_shot_targets_pick_one_prompt_per_image(model64):
     assert best.extras["prompt_index"].tolist() == logits.argmax(dim=1).tolist()
     torch.testing.assert_close(best.scores, logits.max(dim=1).values)
     torch.testing.assert_close(best.extras["prompt_logits"], logits)
+    occluded = relevance.explain(model64, x, texts=prompts, target="best", method="occlusion")  # a captum method
+    assert occluded.extras["prompt_index"].tolist() == logits.argmax(dim=1).tolist()
+    assert list(occluded.maps) == ["image", "text"]
+    torch.testing.assert_close(occluded.scores, logits.max(dim=1).values)
+    by_pair = relevance.explain(model64, x, texts=[prompts[i] for i in logits.argmax(dim=1).tolist()],
+                                method="occlusion")
+    torch.testing.assert_close(occluded.image_relevance, by_pair.image_relevance)
     result = clip.zero_shot(model64, x, ["cat", "dog", "red circle"], template="a photo of a {}")
     torch.testing.assert_close(result.logits, clip.similarity_matrix(model64, x, result.prompts))
     assert result.ranking[:, 0].tolist() == result.best.tolist() and len(result.top(2)[0]) == 2
@@ -249,3 +256,25 @@ def test_raw_images_of_any_mode_are_prepared_with_the_models_data_config(model64
     assert result.originals[0].shape == (40, 50, 3) and result.originals[1].shape == (50, 40, 3)
     assert result.overlay(1).shape == (50, 40, 3)
     assert "red" in result.html(0) and result.png(0).ndim == 3
+
+
+def test_the_pad_baseline_of_a_caption_is_its_words_replaced_by_the_padding_id():
+    """Integrated gradients on the text tower with ``baseline="pad"`` is complete against the caption whose words
+    (not its start and end tokens) are the tokenizer's padding id, computed here by hand."""
+    model = relevance.models.create("shapes-clip").double()
+    scene = "assets/examples/scene-20000004_green-square_magenta-triangle_red-circle.png"
+    captions = ["a green square", "a photo of a red circle"]
+    result = relevance.explain(model, scene, texts=captions, method="integrated_gradients", baseline="pad",
+                               stream="text", n_steps=64)
+    adapter = relevance.adapter_for(model)
+    batch, _ = adapter.prepare(scene, texts=captions)
+    text = batch.streams["text"]
+    pad = adapter.info.tokenizer.pad_token_id
+    padded = torch.where(text.special | ~text.valid, text.input_ids, torch.full_like(text.input_ids, pad))
+    with torch.no_grad():
+        score = model(batch.inputs["pixels"], text.input_ids)
+        baseline = model(batch.inputs["pixels"], padded)
+    totals = result.extras["attributions"].sum(dim=(1, 2))
+    torch.testing.assert_close(totals - result.extras["convergence_delta"], score - baseline, rtol=1e-9, atol=1e-9)
+    assert result.extras["convergence_delta"].abs().max() < 1e-2 * (score - baseline).abs().max()
+    assert (result.text_relevance[text.special] == 0).all()

@@ -75,11 +75,12 @@ def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, 
         values, unless the option ``stream`` names one. ``extras`` holds captum's attributions (B, ...) at the
         input site, the feature ids, the stream, the site, every option's value, the baselines and, for
         integrated gradients, the convergence delta (B,); with several streams, those of each stream under
-        ``extras["streams"][name]``.
+        ``extras["streams"][name]``. The adapter's own extras (zero-shot prompts and their ranking) are kept.
     """
     resolved = method.resolve(options)
     batch, target = adapter.prepare(inputs, texts=texts, target=target)
     warnings = adapter.domain_warnings(batch)
+    shared = {key: value for key, value in batch.extras.items() if not key.startswith("_")}  # prompts, ranking
     streams = _streams(adapter, batch, resolved["stream"])
     if len(streams) > 1 and isinstance(resolved["features"], (Tensor, np.ndarray)):
         raise ValueError("feature ids belong to one stream: pass stream= (one of "
@@ -89,12 +90,14 @@ def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, 
     if len(parts) == 1:
         explanation = parts[0]
         explanation.warnings[:0] = warnings
+        explanation.extras.update(shared)
         return explanation
     first = parts[0]
     return Explanation(method=name, maps={s: p.maps[s] for s, p in zip(streams, parts)}, output=first.output,
                        scores=first.scores, target=first.target, start_layers={}, info=adapter.info,
                        warnings=warnings + [w for p in parts for w in p.warnings],
-                       extras={"streams": {s: p.extras for s, p in zip(streams, parts)}, "options": resolved})
+                       extras={"streams": {s: p.extras for s, p in zip(streams, parts)}, "options": resolved,
+                               **shared})
 
 
 def _explain_stream(adapter: Adapter, name: str, method: AttributionMethod, resolved: Mapping[str, Any], batch,
