@@ -7,7 +7,8 @@ with its default attention implementation (SDPA); every method is ``relevance.ex
 (eager attention, recorded), target = class 1. Median of ``--repeats`` runs after one warm-up, in one process,
 printed side by side with the load average (other processes share the CPU: say so when quoting the numbers).
 
-    python benchmarks/bench_bert.py [--repeats 3] [--threads 2] [--models base,minilm] [--batches 1,8]
+    python benchmarks/bench_bert.py [--repeats 3] [--threads 2] [--models base,minilm] [--batches 1,8] \
+        [--clock cpu]
 
 The authors' BERT generator needs an old transformers (``benchmarks/reference_parity_bert.py`` runs it in a side
 environment), so it is not timed in this process; ``--reference`` prints how to time it there.
@@ -25,13 +26,14 @@ import torch
 import relevance
 
 
-def median_time(function, repeats: int) -> float:
+def median_time(function, repeats: int, clock=time.perf_counter) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up, on ``clock`` (wall or process CPU time)."""
     function()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return sorted(times)[len(times) // 2]
 
 
@@ -65,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--methods", default=",".join(relevance.list_methods()))
     parser.add_argument("--reference", action="store_true", help="say how to time the authors' generator")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall clock, or this process's CPU time (steadier on a shared machine; use --threads 1)")
     args = parser.parse_args(argv)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.1f} at start")
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.clock} clock, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     header = f"{'model':8s} {'batch':>5s} {'forward ms':>11s} " + " ".join(f"{m[:12]:>12s}" for m in methods)
     print(header)
     for name in args.models.split(","):
@@ -83,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.no_grad():
                     source(**inputs)
 
-            baseline = median_time(forward, args.repeats)
+            baseline = median_time(forward, args.repeats, clock)
             ratios = []
             for method in methods:
-                seconds = median_time(lambda: relevance.explain(model, inputs, method=method, target=1), args.repeats)
+                seconds = median_time(lambda: relevance.explain(model, inputs, method=method, target=1), args.repeats,
+                                      clock)
                 ratios.append(seconds / baseline)
             print(f"{name:8s} {batch:5d} {baseline * 1e3:11.1f} " + " ".join(f"{r:11.2f}x" for r in ratios),
                   flush=True)

@@ -128,6 +128,8 @@ class RationaleEvaluation:
         The model's accuracy (%) on the samples.
     start_layers:
         The first block of the methods that chain blocks (shown in the table's method names).
+    milliseconds:
+        Per method, the mean wall-clock milliseconds of explaining one sample (where timed).
     """
 
     ks: tuple[int, ...]
@@ -140,6 +142,7 @@ class RationaleEvaluation:
     comprehensiveness: dict[str, float] = field(default_factory=dict)
     sufficiency: dict[str, float] = field(default_factory=dict)
     start_layers: dict[str, int] = field(default_factory=dict)
+    milliseconds: dict[str, float] = field(default_factory=dict)
 
     def row_name(self, method: str) -> str:
         """``"transformer_attribution (start 0)"``: the method's name, with its start block where it has one."""
@@ -164,7 +167,8 @@ class RationaleEvaluation:
                 "methods": {m: {"token_f1": self.token_f1[m], "token_p": self.precision[m],
                                 "token_r": self.recall[m], "curve": list(self.curves[m]),
                                 "comprehensiveness": self.comprehensiveness.get(m),
-                                "sufficiency": self.sufficiency.get(m)} for m in self.token_f1}}
+                                "sufficiency": self.sufficiency.get(m),
+                                "milliseconds_per_explanation": self.milliseconds.get(m)} for m in self.token_f1}}
 
     def figure(self, path: str | Path | None = None, *, title: str | None = None) -> np.ndarray:
         """The paper's plot: token F1 against k, one curve per method (:func:`relevance.figures.rationales.
@@ -207,7 +211,7 @@ def random_word_scores(words: int, seed: int, index: int) -> np.ndarray:
 
 def explained_word_scores(model: Any, samples: Sequence[RationaleSample], methods: Sequence[str], *,
                           batch_size: int = 16, start_layers: Mapping[str, int] | None = None,
-                          **options: Any) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+                          **options: Any) -> tuple[dict[str, list[np.ndarray]], np.ndarray, dict[str, np.ndarray]]:
     """Each sample's labelled class explained by every method, as one score per whitespace word.
 
     Parameters
@@ -227,8 +231,11 @@ def explained_word_scores(model: Any, samples: Sequence[RationaleSample], method
     -------
     tuple
         ``{method: [per sample (W_i,) word scores]}`` (:func:`word_scores`: clamped at 0, max over each word's pieces,
-        special tokens skipped), and (S,) the predicted class of each sample.
+        special tokens skipped), (S,) the predicted class of each sample, and ``{method: (S,) seconds}``: the
+        wall-clock time of the method's ``explain`` call for the sample's batch, divided by the batch's size.
     """
+    import time
+
     import relevance
     from relevance.models.text_inputs import max_length
 
@@ -239,6 +246,7 @@ def explained_word_scores(model: Any, samples: Sequence[RationaleSample], method
     labels = [int(s.label) for s in samples]
     scores: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     predictions: list[int] = []
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
     for start in range(0, len(samples), batch_size):
         part = texts[start:start + batch_size]
         encoded = tokenizer(part, padding=True, truncation=True, max_length=limit, return_tensors="pt",
@@ -248,8 +256,10 @@ def explained_word_scores(model: Any, samples: Sequence[RationaleSample], method
             settings = dict(options)
             if start_layers and method in start_layers:
                 settings["start_layer"] = start_layers[method]
+            started = time.perf_counter()
             result = relevance.explain(model, encoded, method=method, target=labels[start:start + batch_size],
                                        **settings)
+            seconds[method] += [(time.perf_counter() - started) / len(part)] * len(part)
             values = result.relevance.detach().double().cpu().numpy()
             for row, text in enumerate(part):
                 ids = encoded["input_ids"][row].tolist()
@@ -257,7 +267,7 @@ def explained_word_scores(model: Any, samples: Sequence[RationaleSample], method
                 scores[method].append(word_scores(text, offsets[row], values[row], special))
             if method == methods[0]:
                 predictions.extend(result.logits.argmax(dim=-1).tolist())
-    return scores, np.asarray(predictions, dtype=np.int64)
+    return scores, np.asarray(predictions, dtype=np.int64), {m: np.asarray(t) for m, t in seconds.items()}
 
 
 def _instance_rows(truths: Sequence[set[int]], chosen: Sequence[set[int]]) -> np.ndarray:
@@ -285,7 +295,9 @@ def rationale_rows(model: Any, samples: Sequence[RationaleSample], methods: Sequ
     dict
         ``correct`` (S,) prediction == label; per method ``m`` (and ``random``): ``m.p``, ``m.r``, ``m.f1`` (S,) at
         k = the sample's rationale length, ``m.curve_p``, ``m.curve_r``, ``m.curve_f1`` (S, len(ks)), and with bins
-        ``m.comprehensiveness``, ``m.sufficiency`` (S,), each the mean over the bins. Fractions, not percent.
+        ``m.comprehensiveness``, ``m.sufficiency`` (S,), each the mean over the bins, and ``m.seconds`` (S,) the
+        wall-clock time of explaining the sample (its batch's time over the batch size; not for ``random``).
+        Fractions, not percent.
     """
     import relevance
 
@@ -296,10 +308,11 @@ def rationale_rows(model: Any, samples: Sequence[RationaleSample], methods: Sequ
     labels = [int(s.label) for s in samples]
     truths = [set(s.rationale) for s in samples]
     lengths = [len(s.rationale) for s in samples]
-    scores, predictions = explained_word_scores(model, samples, methods, batch_size=batch_size,
-                                                start_layers=start_layers, **options)
+    scores, predictions, seconds = explained_word_scores(model, samples, methods, batch_size=batch_size,
+                                                         start_layers=start_layers, **options)
     scores["random"] = [random_word_scores(len(s.words), seed, i) for s, i in zip(samples, indices)]
     rows: dict[str, np.ndarray] = {"correct": predictions == np.asarray(labels)}
+    rows.update({f"{method}.seconds": times for method, times in seconds.items()})
     full = _class_probability(model, [s.text for s in samples], labels, batch_size) if aopc_bins else None
     for method, per_sample in scores.items():
         at_length = _instance_rows(truths, [top_k(s, n) for s, n in zip(per_sample, lengths)])
@@ -344,6 +357,8 @@ def evaluation_from_rows(rows: Mapping[str, np.ndarray], ks: Sequence[int],
         if f"{method}.comprehensiveness" in rows:
             evaluation.comprehensiveness[method] = float(np.mean(rows[f"{method}.comprehensiveness"]))
             evaluation.sufficiency[method] = float(np.mean(rows[f"{method}.sufficiency"]))
+        if f"{method}.seconds" in rows:
+            evaluation.milliseconds[method] = 1000 * float(np.mean(rows[f"{method}.seconds"]))
     return evaluation
 
 

@@ -129,13 +129,14 @@ def _run(args: argparse.Namespace, runtime) -> int:
 
     def batch(indices: Any, labels: Any) -> dict[str, np.ndarray]:
         chosen = [samples[int(i)] for i in indices]
-        scores, predictions = explained_word_scores(model, chosen, methods, batch_size=len(chosen),
-                                                    start_layers=start_layers)
+        scores, predictions, seconds = explained_word_scores(model, chosen, methods, batch_size=len(chosen),
+                                                             start_layers=start_layers)
         # the floor draws among the words the model saw (words cut off by truncation stay unchosen, as for the maps)
         scores["random"] = [np.where(np.isfinite(seen), random_word_scores(len(s.words), args.seed, int(i)), -np.inf)
                             for s, i, seen in zip(chosen, indices, scores[methods[0]])]
         rows = {"correct": predictions == np.asarray([s.label for s in chosen]),
-                "cut_words": np.array([int(np.isinf(w).sum()) for w in scores[methods[0]]], dtype=np.int64)}
+                "cut_words": np.array([int(np.isinf(w).sum()) for w in scores[methods[0]]], dtype=np.int64),
+                **{f"{m}.seconds": times for m, times in seconds.items()}}
         for method, per_document in scores.items():
             prf = np.array([[instance_prf(set(s.rationale), top_k(w, k)) for k in ERASER_KS]
                             for s, w in zip(chosen, per_document)], dtype=np.float64)  # (documents, ks, 3)
@@ -151,6 +152,7 @@ def _run(args: argparse.Namespace, runtime) -> int:
         return 0
     curves = {m: {key: (100 * rows[f"{m}.{key}"].mean(axis=0)).tolist() for key in ("f1", "p", "r")}
               for m in [*methods, "random"]}
+    milliseconds = {m: 1000 * float(rows[f"{m}.seconds"].mean()) for m in methods}
     documents = len(rows["index"])
     cut = int((rows["cut_words"] > 0).sum())
     accuracy = 100 * float(rows["correct"].mean())
@@ -164,7 +166,7 @@ def _run(args: argparse.Namespace, runtime) -> int:
                 + f" (transformer attribution from the last block of {depth}, the ERASER pipeline's default; "
                   f"--start-layer changes it). {cut} of {documents} documents were longer than the model's "
                   "maximum and cut there. Percent.")
-    table = f1_table(curves, ERASER_KS, start_layers)
+    table = f1_table(curves, ERASER_KS, start_layers, milliseconds)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text("\n".join([f"# ERASER Movie Reviews token F1 (CVPR 2021 §5.4): `{model_name}`",
                                                "", settings, "", table, ""]))
@@ -172,7 +174,7 @@ def _run(args: argparse.Namespace, runtime) -> int:
         {"protocol": PROTOCOL, "model": model_name, "checkpoint": args.checkpoint, "data": describe_data(args.data),
          "split": SPLIT, "documents": documents, "accuracy": accuracy, "classes": list(order),
          "ks": list(ERASER_KS), "start_layers": start_layers, "documents_cut": cut, "seed": args.seed,
-         "methods": curves}, indent=2) + "\n")
+         "methods": curves, "milliseconds_per_explanation": milliseconds}, indent=2) + "\n")
     written = [out / "results.md", out / "results.json"] + _figure(curves, start_layers, model_name, documents, out)
     print(table)
     print(f"\n{documents} documents, {runtime.world_size} process(es), {time.time() - started:.0f}s; wrote "
@@ -180,12 +182,17 @@ def _run(args: argparse.Namespace, runtime) -> int:
     return 0
 
 
-def f1_table(curves: dict[str, dict[str, list[float]]], ks: Sequence[int], start_layers: dict[str, int]) -> str:
-    """Markdown: one row per method, token F1 (%) at each k."""
-    lines = ["| Method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+def f1_table(curves: dict[str, dict[str, list[float]]], ks: Sequence[int], start_layers: dict[str, int],
+             milliseconds: dict[str, float] | None = None) -> str:
+    """Markdown: one row per method, token F1 (%) at each k, and the wall-clock milliseconds per explained document
+    when ``milliseconds`` is given (``–`` for ``random``)."""
+    timed = milliseconds is not None
+    lines = ["| Method | " + " | ".join(f"k={k}" for k in ks) + (" | ms / explanation |" if timed else " |"),
+             "|---|" + "---|" * len(ks) + ("---:|" if timed else "")]
     for method, curve in curves.items():
         name = f"{method} (start {start_layers[method]})" if method in start_layers else method
-        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in curve["f1"]) + " |")
+        cost = (f" {milliseconds[method]:.1f} |" if method in milliseconds else " – |") if timed else ""
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in curve["f1"]) + " |" + cost)
     return "\n".join(lines)
 
 

@@ -130,8 +130,9 @@ def _run(args: argparse.Namespace, runtime) -> int:
 
 
 def markdown_table(evaluation, rows: dict[str, np.ndarray]) -> str:
-    """One row per method (and ``random``): Token F1 with its 95 % confidence interval, comprehensiveness and
-    sufficiency; the best non-random value of each column in bold."""
+    """One row per method (and ``random``): Token F1 with its 95 % confidence interval, comprehensiveness,
+    sufficiency and the wall-clock milliseconds per explained review; the best non-random score of each column in
+    bold."""
     methods = list(evaluation.token_f1)
     columns = {"f1": evaluation.token_f1, "comprehensiveness": evaluation.comprehensiveness,
                "sufficiency": evaluation.sufficiency}
@@ -141,12 +142,15 @@ def markdown_table(evaluation, rows: dict[str, np.ndarray]) -> str:
     def cell(key: str, method: str, text: str) -> str:
         return f"**{text}**" if method != "random" and columns[key][method] == best[key] else text
 
-    lines = ["| Method | Token F1 ↑ | ± 95 % CI | Comprehensiveness ↑ | Sufficiency ↓ |", "|---|---|---|---|---|"]
+    lines = ["| Method | Token F1 ↑ | ± 95 % CI | Comprehensiveness ↑ | Sufficiency ↓ | ms / explanation |",
+             "|---|---|---|---|---|---:|"]
     for method in methods:
+        cost = evaluation.milliseconds.get(method)
         lines.append(f"| {evaluation.row_name(method)} | {cell('f1', method, f'{evaluation.token_f1[method]:.1f}')} "
                      f"| {100 * confidence(rows[f'{method}.f1']):.1f} "
                      f"| {cell('comprehensiveness', method, f'{evaluation.comprehensiveness[method]:.3f}')} "
-                     f"| {cell('sufficiency', method, f'{evaluation.sufficiency[method]:.3f}')} |")
+                     f"| {cell('sufficiency', method, f'{evaluation.sufficiency[method]:.3f}')} "
+                     f"| {'–' if cost is None else f'{cost:.1f}'} |")
     return "\n".join(lines)
 
 
