@@ -143,8 +143,9 @@ def display_image(image_map: Any, index: int, min_side: int = 224) -> np.ndarray
 
 
 def explainable_methods(model: Any, requested: Sequence[str] | None) -> list[str]:
-    """``requested`` (canonical names), or every method of :func:`relevance.list_methods` that applies to the
-    model: a method that raises ``NotImplementedError`` on it (LeGrad needs per-layer outputs) is left out."""
+    """``requested`` (canonical names), or the papers' methods that apply to the model: every attention and LRP
+    method of :func:`relevance.list_methods` and LeGrad, left out where it raises ``NotImplementedError`` (LeGrad
+    needs per-layer outputs). The gradient and perturbation methods (captum) join the figures when requested."""
     import torch
 
     import relevance
@@ -156,6 +157,8 @@ def explainable_methods(model: Any, requested: Sequence[str] | None) -> list[str
     probe = torch.zeros(1, 3, *config.input_size[-2:]) if config is not None else None
     chosen = []
     for name in relevance.list_methods():
+        if relevance.get_method(name).attribution is not None:
+            continue
         try:
             if probe is not None and name not in _ALWAYS:
                 relevance.explain(model, probe.to(next(model.parameters()).device), method=name)
