@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from relevance.cli.evaluate import error
+from relevance.cli.protocols import run_on_runtime
 from relevance.cli.protocols.texts import UsageError, check_text_classifier, methods_of, start_layers_of
 
 PROTOCOL = "eraser"
@@ -52,18 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         return error("the 'eraser' protocol is not available in this installation: it needs the BERT family "
                      "(relevance.models.bert) and relevance.evaluation.rationales")
-    from relevance.evaluation.sharding import ShardMismatchError, init_runtime
-
-    try:
-        runtime = init_runtime(args.device)
-    except (ValueError, RuntimeError) as problem:
-        return error(str(problem))
-    try:
-        return _run(args, runtime)
-    except (UsageError, ShardMismatchError) as problem:
-        return error(str(problem))
-    finally:
-        runtime.close()
+    return run_on_runtime(args, _run)
 
 
 def load_text_classifier(args: argparse.Namespace, runtime) -> tuple[Any, str]:

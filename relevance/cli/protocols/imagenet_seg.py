@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from relevance.cli.evaluate import error
+from relevance.cli.protocols import run_on_runtime
 from relevance.cli.protocols.images import (UsageError, describe_data, load_classifier, methods_and_start_layers,
                                             out_folder, run_sharded)
 
@@ -20,20 +20,7 @@ PROTOCOL = "imagenet-seg"
 
 def run(args: argparse.Namespace) -> int:
     """Run Table 1 on this process's shards; rank 0 merges and writes the outputs. Returns the exit status."""
-    from relevance.evaluation.sharding import init_runtime
-
-    from relevance.evaluation.sharding import ShardMismatchError
-
-    try:
-        runtime = init_runtime(args.device)
-    except (ValueError, RuntimeError) as problem:
-        return error(str(problem))
-    try:
-        return _run(args, runtime)
-    except (UsageError, ShardMismatchError) as problem:
-        return error(str(problem))
-    finally:
-        runtime.close()
+    return run_on_runtime(args, _run)
 
 
 def _run(args: argparse.Namespace, runtime) -> int:

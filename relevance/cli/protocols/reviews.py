@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from relevance.cli.evaluate import error
+from relevance.cli.protocols import run_on_runtime
 from relevance.cli.protocols.texts import (UsageError, check_text_classifier, confidence, methods_of,
                                            rows_in_batches, start_layers_of)
 
@@ -40,18 +40,7 @@ TRAINING_SEED = 1
 
 def run(args: argparse.Namespace) -> int:
     """Run the reviews benchmark on this process's shards; rank 0 merges and writes the outputs (exit status)."""
-    from relevance.evaluation.sharding import ShardMismatchError, init_runtime
-
-    try:
-        runtime = init_runtime(args.device)
-    except (ValueError, RuntimeError) as problem:
-        return error(str(problem))
-    try:
-        return _run(args, runtime)
-    except (UsageError, ShardMismatchError) as problem:
-        return error(str(problem))
-    finally:
-        runtime.close()
+    return run_on_runtime(args, _run)
 
 
 def load_reviews_model(name: str, device: str) -> Any:

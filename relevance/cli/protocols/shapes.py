@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from relevance.cli.evaluate import error
+from relevance.cli.protocols import run_on_runtime
 
 #: Held-out scenes when ``--samples`` is not given.
 DEFAULT_SCENES = 200
@@ -35,18 +36,7 @@ def _load(name: str, device: str):
 
 def run(args: argparse.Namespace) -> int:
     """Run the shapes benchmark on this process's shards; rank 0 merges and writes the outputs (exit status)."""
-    from relevance.evaluation.sharding import ShardMismatchError, init_runtime
-
-    try:
-        runtime = init_runtime(args.device)
-    except (ValueError, RuntimeError) as problem:
-        return error(str(problem))
-    try:
-        return _run(args, runtime)
-    except ShardMismatchError as problem:
-        return error(str(problem))
-    finally:
-        runtime.close()
+    return run_on_runtime(args, _run)
 
 
 def _run(args: argparse.Namespace, runtime) -> int:
