@@ -325,6 +325,11 @@ class ImageTextHandlers:
         return gr.update(visible=not zero), gr.update(visible=zero)
 
     @staticmethod
+    def captions_mode() -> str:
+        """An example was picked: switch to the captions it brings."""
+        return CAPTIONS_MODE
+
+    @staticmethod
     def clear_results() -> tuple[Any, ...]:
         """A new image or model: empty the previous results (overlays, heatmaps, ranking, comparison, notice)."""
         return [], "", None, [], "", "", "Type captions or labels, choose a method, then press **Explain**."
@@ -427,8 +432,8 @@ def image_text_tab(catalog: ModelCatalog, *, examples: Sequence[str] = (), concu
                 example_set = None
                 if examples:
                     example_set = gr.Examples(
-                        examples=[[p, CAPTIONS_MODE, "\n".join(example_captions(p))] for p in examples],
-                        inputs=[image, mode, captions], label="Shapes scenes (for the embedded shapes CLIP)",
+                        examples=[[p, "\n".join(example_captions(p))] for p in examples], inputs=[image, captions],
+                        label="Shapes scenes with captions (for the embedded shapes CLIP)",
                         elem_id="it-examples")
                 model = gr.Dropdown(choices=catalog.labels, value=catalog.default_label, label="Model",
                                     filterable=False, elem_id="it-model")
@@ -461,7 +466,9 @@ def image_text_tab(catalog: ModelCatalog, *, examples: Sequence[str] = (), concu
     image.clear(**clear)
     model.change(**clear)
     if example_set is not None:
-        example_set.load_input_event.then(**clear)
+        # an example holds captions: show them (the captions mode), and empty the previous results
+        example_set.load_input_event.then(handlers.captions_mode, outputs=[mode], queue=False,
+                                          api_visibility="private").then(**clear)
     inputs = [image, mode, captions, labels, template, choice, model]
     explain_button.click(handlers.explain, inputs=[*inputs, method],
                          outputs=[overlays, heatmaps, ranking, status, notice], api_name="explain_image_text", **common)

@@ -269,7 +269,9 @@ def test_a_user_explains_an_image_against_captions_in_the_browser(model):
         status, heatmaps = page.locator("#it-status"), page.locator("#it-heatmaps")
 
         # pick the three-object scene: its captions fill the box; explain them with the default method
-        page.locator("#it-examples button.gallery-item").nth(scenes.index(str(SCENE))).click()
+        page.get_by_label(ZERO_SHOT_MODE).check()  # the example switches back to its captions
+        expect(page.locator("#it-captions")).to_be_hidden()
+        page.locator("#it-examples tr.tr-body").nth(scenes.index(str(SCENE))).click()
         captions = example_captions(SCENE)
         expect(page.locator("#it-captions textarea")).to_have_value("\n".join(captions))
         page.click("#it-explain")
@@ -285,7 +287,7 @@ def test_a_user_explains_an_image_against_captions_in_the_browser(model):
 
         # zero-shot: the labels are ranked, the best prompt explained
         page.get_by_label(ZERO_SHOT_MODE).check()
-        expect(page.locator("#it-labels input")).to_have_value(DEFAULT_LABELS)
+        expect(page.locator("#it-labels").get_by_role("textbox")).to_have_value(DEFAULT_LABELS)
         page.click("#it-explain")
         reference = zero_shot(model, load_image(SCENE), LABELS, DEFAULT_TEMPLATE)
         best = LABELS[int(reference.best[0])]
@@ -293,8 +295,15 @@ def test_a_user_explains_an_image_against_captions_in_the_browser(model):
         expect(page.locator("#it-ranking")).to_contain_text(best)
         expect(images).to_have_count(1)
 
+        # compare: every method for the explained prompt
+        page.click("#it-compare-button")
+        prompt = DEFAULT_TEMPLATE.format(best)
+        expect(status).to_contain_text(f"Compared {len(image_text_methods())} methods for {prompt}")
+        expect(page.locator("#it-compare .it-row")).to_have_count(len(image_text_methods()))
+        expect(page.locator("#it-compare-gallery img")).to_have_count(len(image_text_methods()))
+
         # an error: a readable message, no traceback
-        page.locator("#it-labels input").fill("star, ring, star")
+        page.locator("#it-labels").get_by_role("textbox").fill("star, ring, star")
         page.click("#it-explain")
         expect(page.get_by_text("Each label may appear only once.").first).to_be_visible()
         assert "Traceback" not in page.locator("body").inner_text()
