@@ -34,7 +34,6 @@ import torch
 from demos import app_engine
 from demos.app_common import DemoError, uploaded_file, user_facing_errors
 from demos.app_models import ModelCatalog, UnknownModelError
-from demos.app_text import method_label
 
 __all__ = [
     "CAPTIONS_MODE",
@@ -57,6 +56,7 @@ __all__ = [
     "image_text_tab",
     "is_image_text_model",
     "load_image_text_catalog",
+    "method_label",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,17 @@ def image_text_methods() -> list[str]:
     import relevance
 
     return [m for m in relevance.list_methods() if relevance.get_method(m).attribution is None]
+
+
+def method_label(method: str) -> str:
+    """A method's name for the page: its title, and how to read it when it is signed or blind to the caption (its
+    image map is the same for every caption: the image tower never sees the text)."""
+    import relevance
+
+    spec = relevance.get_method(method)
+    notes = [note for note, on in (("signed: blue \u2212, red +", spec.signed),
+                                   ("same image map for every caption", not spec.class_specific)) if on]
+    return spec.title + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def load_image_text_catalog(device: str | torch.device = "cpu", *, hub: Mapping[str, str] | None = None,
@@ -319,10 +330,10 @@ class ImageTextHandlers:
     # ---- events
 
     @staticmethod
-    def show_mode(mode: Any) -> tuple[Any, Any]:
-        """The mode switch: show the captions box, or the zero-shot inputs."""
+    def show_mode(mode: Any) -> tuple[Any, Any, Any]:
+        """The mode switch: show the captions box, or the zero-shot inputs and the ranking."""
         zero = mode == ZERO_SHOT_MODE
-        return gr.update(visible=not zero), gr.update(visible=zero)
+        return gr.update(visible=not zero), gr.update(visible=zero), gr.update(visible=zero)
 
     @staticmethod
     def captions_mode() -> str:
@@ -446,8 +457,9 @@ def image_text_tab(catalog: ModelCatalog, *, examples: Sequence[str] = (), concu
             with gr.Column(scale=1):
                 status = gr.Markdown("Upload an image or pick an example.", elem_id="it-status")
                 notice = gr.Markdown("", elem_id="it-domain-notice")
-                ranking = gr.Label(label="Zero-shot ranking", num_top_classes=MAX_LABELS, elem_id="it-ranking")
-                overlays = gr.Gallery(label="Image relevance per caption", format="png", columns=2, height=420,
+                ranking = gr.Label(label="Zero-shot ranking", num_top_classes=MAX_LABELS, visible=False,
+                                   elem_id="it-ranking")
+                overlays = gr.Gallery(label="Image relevance per caption", format="png", columns=2, height=620,
                                       object_fit="contain", preview=False, elem_id="it-overlays")
                 gr.Markdown("**Token relevance per caption**", elem_id="it-heatmaps-title")
                 heatmaps = gr.HTML("", elem_id="it-heatmaps")
@@ -460,7 +472,7 @@ def image_text_tab(catalog: ModelCatalog, *, examples: Sequence[str] = (), concu
     common = dict(preprocess=False, concurrency_id="explain", concurrency_limit=concurrency_limit)
     cleared = [overlays, heatmaps, ranking, compare_gallery, comparison, notice, status]
     clear = dict(fn=handlers.clear_results, outputs=cleared, queue=False, api_visibility="private")
-    mode.change(handlers.show_mode, inputs=[mode], outputs=[captions, zero_shot_inputs], queue=False,
+    mode.change(handlers.show_mode, inputs=[mode], outputs=[captions, zero_shot_inputs, ranking], queue=False,
                 api_visibility="private")
     image.upload(**clear)
     image.clear(**clear)

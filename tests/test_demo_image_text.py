@@ -24,10 +24,9 @@ from demos import app as demo_app  # noqa: E402
 from demos.app_image_text import (CAPTIONS_MODE, DEFAULT_LABELS, DEFAULT_TEMPLATE,  # noqa: E402
                                   EMBEDDED_IMAGE_TEXT_LABEL, HUB_IMAGE_TEXT_MODELS, MAX_CAPTION_CHARS, MAX_CAPTIONS,
                                   MAX_LABELS, NOT_CACHED_REASON, ZERO_SHOT_MODE, ImageTextHandlers, example_captions,
-                                  image_text_methods, load_image_text_catalog)
+                                  image_text_methods, load_image_text_catalog, method_label)
 from demos.app_models import ModelCatalog  # noqa: E402
 from demos.app_testing import chromium_context, serving, tiny_vit  # noqa: E402
-from demos.app_text import method_label  # noqa: E402
 from relevance.images import load_image  # noqa: E402
 from relevance.models.clip import zero_shot  # noqa: E402
 from relevance.models.shapes_clip import load_shapes_clip  # noqa: E402
@@ -77,6 +76,8 @@ def explain(handlers, image=SCENE, captions="", *, mode=CAPTIONS_MODE, labels=DE
 # ------------------------------------------------------------------------------------------------ handlers
 def test_the_methods_are_those_that_explain_image_text_pairs():
     methods = image_text_methods()
+    assert method_label("attention") == "Raw attention (same image map for every caption)"
+    assert method_label("attnlrp") == "AttnLRP (signed: blue \u2212, red +)"
     assert methods[:2] == ["attention", "rollout"] and {"gradient_rollout", "attnlrp", "legrad"} <= set(methods)
     assert not {"saliency", "integrated_gradients", "lime"} & set(methods)  # captum: one input stream only
 
@@ -283,6 +284,7 @@ def test_a_user_explains_an_image_against_captions_in_the_browser(model):
         _, _, fragment = engine_pair(model, load_image(SCENE), captions[1], "gradient_rollout")
         assert normalised(page, fragment) in heatmaps.inner_html()
         expect(heatmaps.locator(".it-row-title")).to_have_count(4)
+        expect(page.locator("#it-ranking")).to_be_hidden()  # no ranking for captions
         expect(heatmaps.locator(".it-row-title").nth(1)).to_contain_text(f"2. “{captions[1]}” · similarity logit")
 
         # zero-shot: the labels are ranked, the best prompt explained
