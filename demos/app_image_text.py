@@ -47,6 +47,7 @@ __all__ = [
     "MAX_CAPTION_CHARS",
     "MAX_LABELS",
     "MAX_LABEL_CHARS",
+    "MAX_TEMPLATE_CHARS",
     "MODES",
     "PairResult",
     "ZERO_SHOT_MODE",
@@ -158,18 +159,14 @@ def load_image_text_catalog(device: str | torch.device = "cpu", *, hub: Mapping[
 
 def example_captions(path: str | Path) -> list[str]:
     """Captions for a shapes example named ``scene-<seed>_<colour>-<shape>_...png``: one per object it holds, then
-    one naming an object it does not hold (a red circle, or a blue star when the scene has a red circle)."""
-    from relevance.data.shapes_captions import caption
+    one naming an object it does not hold (a red circle, or a blue star when the scene has a red circle), each as
+    the shapes world words it (:func:`relevance.data.shapes_captions.object_caption`: "a photo of an orange cross")."""
+    from relevance.data.shapes import SHAPE_CLASSES
+    from relevance.data.shapes_captions import object_caption
 
     objects = [tuple(part.split("-", 1)) for part in Path(path).stem.split("_")[1:]]
     absent = ("red", "circle") if ("red", "circle") not in objects else ("blue", "star")
-    return [_object_caption(colour, shape, caption) for colour, shape in [*objects, absent]]
-
-
-def _object_caption(colour: str, shape: str, caption: Callable[..., str]) -> str:
-    from relevance.data.shapes import SHAPE_CLASSES
-
-    return caption([(colour, SHAPE_CLASSES.index(shape))], "a photo of {}")
+    return [object_caption(colour, SHAPE_CLASSES.index(shape)) for colour, shape in [*objects, absent]]
 
 
 # ------------------------------------------------------------------------------------ engine calls

@@ -100,7 +100,7 @@ def test_each_caption_gets_the_map_of_explaining_that_pair(handlers, model, meth
         assert ("signed: blue negative, red positive" in fragment) == relevance.get_method(method).signed
     assert min(logits[:3]) > logits[3]  # the absent red circle matches least
     best = captions[int(np.argmax(logits))]
-    assert f"for 4 caption(s)" in status and f"the most similar: **{best}**" in status
+    assert "for 4 caption(s)" in status and f"the most similar: **{best}**" in status
     assert ranking is None and notice == ""
 
 
@@ -158,6 +158,18 @@ def test_greyscale_alpha_and_palette_images_are_converted_as_on_the_image_tab(ha
     assert converted.shape == (128, 128, 3) and gallery[0][0].shape == (128, 128, 3)
     _, overlay, fragment = engine_pair(model, converted, "a photo of a green star", "transformer_attribution")
     assert np.array_equal(gallery[0][0], overlay) and fragment in rows
+
+
+def test_uploads_are_capped_as_on_the_image_tab(handlers, monkeypatch, tmp_path):
+    from demos import app_engine
+
+    monkeypatch.setattr(app_engine, "DEMO_MAX_PIXELS", 100 * 100)  # the scene is 128 x 128
+    with pytest.raises(gr.Error, match="image too large for the demo"):
+        explain(handlers, {"path": str(SCENE), "orig_name": "my scene.png"}, "a photo of a green star")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(gr.Error, match="notes.png") as error:
+        explain(handlers, tmp_path / "notes.png", "a photo of a green star")
+    assert str(tmp_path) not in error.value.message  # the user's file name, never the server's path
 
 
 LONG = "a photo of a red circle , a blue star , a green ring , a cyan cross and a red square"
