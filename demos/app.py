@@ -1,10 +1,11 @@
 """`relevance demo`: a Gradio app that explains what a vision or language transformer looks at.
 
 The page has one tab per task: "Image classification" (:mod:`demos.app_image`), "Text
-classification" (:mod:`demos.app_text`) and "Attention" (:mod:`demos.app_attention`). Later tasks
-(image-text matching) add sibling ``*_tab`` functions called from :func:`build_app`. Models are
-loaded once, before the server starts (:mod:`demos.app_models`, :func:`demos.app_text.load_text_catalog`),
-and shared read-only by all requests.
+classification" (:mod:`demos.app_text`), "Image-text" (:mod:`demos.app_image_text`: CLIP's
+image-caption similarity) and "Attention" (:mod:`demos.app_attention`). Later tasks add sibling
+``*_tab`` functions called from :func:`build_app`. Models are loaded once, before the server starts
+(:mod:`demos.app_models`, :func:`demos.app_text.load_text_catalog`,
+:func:`demos.app_image_text.load_image_text_catalog`), and shared read-only by all requests.
 
 Run it with ``relevance demo [--host 127.0.0.1] [--port 7860] [--share] [--device cpu]``.
 """
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 
 from demos.app_attention import attention_tab  # noqa: E402
 from demos.app_image import IMAGE_TAB_CSS, image_classification_tab  # noqa: E402
+from demos.app_image_text import IMAGE_TEXT_TAB_CSS, image_text_tab, load_image_text_catalog  # noqa: E402
 from demos.app_models import EMBEDDED_LABEL, ModelCatalog, load_catalog  # noqa: E402
 from demos.app_text import TEXT_TAB_CSS, TextExample, load_text_catalog, text_classification_tab  # noqa: E402
 
@@ -58,7 +60,8 @@ INTRO = (
     "# relevance\n"
     "Explain what a vision transformer looks at: pick an image, a model, a method and a class, "
     "and see the relevance map laid over the image; the **Text classification** tab does the same "
-    "for the words of a text. Methods: transformer attribution (Chefer et al., CVPR 2021), gradient "
+    "for the words of a text, and the **Image-text** tab explains why a CLIP model matches an image "
+    "with a caption. Methods: transformer attribution (Chefer et al., CVPR 2021), gradient "
     "rollout (ICCV 2021), AttnLRP, CP-LRP and baselines."
 )
 
@@ -88,6 +91,8 @@ def build_app(
     photo_examples: Sequence[str] | None = None,
     text_models: Mapping[str, torch.nn.Module] | ModelCatalog | None = None,
     text_examples: Sequence[TextExample] | None = None,
+    image_text_models: Mapping[str, torch.nn.Module] | ModelCatalog | None = None,
+    image_text_examples: Sequence[str] | None = None,
 ) -> gr.Blocks:
     """Build the demo's page.
 
@@ -110,6 +115,11 @@ def build_app(
         None loads the default text catalog (the embedded reviews-bert, hub models only when cached).
     text_examples:
         The text tab's examples (None: reviews of the reviews world).
+    image_text_models:
+        The image-text models of the image-text tab, label -> loaded model, or a catalog; None loads the
+        default one (the embedded shapes-clip, hub CLIPs only when cached).
+    image_text_examples:
+        The image-text tab's shapes scenes (None: the bundled ones, ``assets/examples``).
     """
     if models is None:
         catalog = load_catalog(device)
@@ -127,6 +137,14 @@ def build_app(
         text_catalog = text_models
     else:
         text_catalog = ModelCatalog.from_models(text_models)
+    if image_text_models is None:
+        image_text_catalog = load_image_text_catalog(device)
+    elif isinstance(image_text_models, ModelCatalog):
+        image_text_catalog = image_text_models
+    else:
+        image_text_catalog = ModelCatalog.from_models(image_text_models)
+    if image_text_examples is None:
+        image_text_examples = _examples(SHAPES_EXAMPLES_DIR, ("scene-*.png",))
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
@@ -140,6 +158,7 @@ def build_app(
             )
             text_classification_tab(text_catalog, concurrency_limit=concurrency_limit,
                                     **({} if text_examples is None else {"examples": text_examples}))
+            image_text_tab(image_text_catalog, examples=image_text_examples, concurrency_limit=concurrency_limit)
             attention_tab(catalog, examples=[*shapes_examples, *photo_examples], concurrency_limit=concurrency_limit)
     app.queue(default_concurrency_limit=concurrency_limit, max_size=64)
     return app
@@ -164,7 +183,7 @@ def launch_app(
         prevent_thread_lock=True,
         ssr_mode=False,
         footer_links=["api"],
-        css=IMAGE_TAB_CSS + " " + TEXT_TAB_CSS,
+        css=" ".join((IMAGE_TAB_CSS, TEXT_TAB_CSS, IMAGE_TEXT_TAB_CSS)),
     )
     return str(app.local_url or f"http://{host}:{port}/")
 
@@ -193,9 +212,10 @@ def run(args: argparse.Namespace) -> int:
     if catalog.offline:
         print("No model hub reachable: using the embedded shapes model.", flush=True)
     text_catalog = load_text_catalog(args.device)
-    labels = [*catalog.labels, *text_catalog.labels]
+    image_text_catalog = load_image_text_catalog(args.device)
+    labels = [*catalog.labels, *text_catalog.labels, *image_text_catalog.labels]
     print(f"Loaded {', '.join(labels)} in {time.perf_counter() - started:.1f} s.", flush=True)
-    app = build_app(catalog, text_models=text_catalog)
+    app = build_app(catalog, text_models=text_catalog, image_text_models=image_text_catalog)
     try:
         url = launch_app(app, host=args.host, port=args.port, share=args.share)
         print(f"relevance demo running at {url}" + (f" (public: {app.share_url})" if app.share_url else ""))

@@ -182,3 +182,21 @@ class OverlayFiles:
                     shutil.rmtree(folder, ignore_errors=True)
             except FileNotFoundError:  # pruned by a concurrent request
                 pass
+
+
+def domain_notice(warnings: Sequence[str]) -> str:
+    """The Markdown notice of a model used outside its domain (the engine's warnings, each once, capitalised), or
+    ``""`` when there is none."""
+    unique = list(dict.fromkeys(w for w in warnings if w))
+    if not unique:
+        return ""
+    text = "; ".join(w[:1].upper() + w[1:] for w in unique)
+    return f"⚠️ **Outside the model's domain:** {html.escape(text, quote=False)}."
+
+
+def unavailable_note(catalog: Any) -> str:
+    """Markdown list of a :class:`~demos.app_models.ModelCatalog`'s models that could not be offered, with why."""
+    if not catalog.unavailable:
+        return ""
+    lines = [f"- {html.escape(label)}: {html.escape(reason)}" for label, reason in catalog.unavailable.items()]
+    return "**Not available:**\n" + "\n".join(lines)

@@ -25,8 +25,10 @@ from demos.app_common import (
     class_name_placeholder,
     class_names_of,
     display_names,
+    domain_notice,
     match_class_name,
     safe_filename_part,
+    unavailable_note,
     uploaded_file,
     user_facing_errors,
 )
@@ -337,19 +339,10 @@ class ModelHints:
         except (ValueError, OSError):  # no image yet, or a bad one: the other handlers say so
             return ""
         warning = app_engine.domain_warning(model, image)
-        if warning is None:
-            return ""
-        return f"⚠️ **Outside the model's domain:** {html.escape(warning[:1].upper() + warning[1:], quote=False)}."
+        return domain_notice([] if warning is None else [warning])
 
 
 # ------------------------------------------------------------------------------------ layout
-
-
-def _unavailable_note(catalog: ModelCatalog) -> str:
-    if not catalog.unavailable:
-        return ""
-    lines = [f"- {html.escape(label)}: {html.escape(reason)}" for label, reason in catalog.unavailable.items()]
-    return "**Not available:**\n" + "\n".join(lines)
 
 
 def image_classification_tab(
@@ -393,7 +386,7 @@ def image_classification_tab(
                     filterable=False,
                     elem_id="model-select",
                 )
-                gr.Markdown(_unavailable_note(catalog), elem_id="unavailable-models")
+                gr.Markdown(unavailable_note(catalog), elem_id="unavailable-models")
                 method = gr.Dropdown(
                     choices=method_choices,
                     value=default_method,

@@ -24,8 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 import gradio as gr
 import torch
 
-from demos.app_common import DemoError, OverlayFiles, class_names_of, display_names, safe_filename_part, \
-    user_facing_errors
+from demos.app_common import DemoError, OverlayFiles, class_names_of, display_names, domain_notice, \
+    safe_filename_part, unavailable_note, user_facing_errors
 from demos.app_models import ModelCatalog, UnknownModelError
 
 __all__ = [
@@ -352,19 +352,10 @@ class TextClassificationHandlers:
         from relevance.models import domain_warning
 
         warning = domain_warning(model, text)
-        if warning is None:
-            return ""
-        return f"⚠️ **Outside the model's domain:** {html.escape(warning[:1].upper() + warning[1:], quote=False)}."
+        return domain_notice([] if warning is None else [warning])
 
 
 # ------------------------------------------------------------------------------------ layout
-
-
-def _unavailable_note(catalog: ModelCatalog) -> str:
-    if not catalog.unavailable:
-        return ""
-    lines = [f"- {html.escape(label)}: {html.escape(reason)}" for label, reason in catalog.unavailable.items()]
-    return "**Not available:**\n" + "\n".join(lines)
 
 
 def text_classification_tab(catalog: ModelCatalog, *, examples: Sequence[TextExample] = EXAMPLES,
@@ -386,7 +377,7 @@ def text_classification_tab(catalog: ModelCatalog, *, examples: Sequence[TextExa
                 hint = gr.Markdown("", elem_id="text-hint")
                 model = gr.Dropdown(choices=catalog.labels, value=catalog.default_label, label="Model",
                                     filterable=False, elem_id="text-model")
-                gr.Markdown(_unavailable_note(catalog), elem_id="text-unavailable-models")
+                gr.Markdown(unavailable_note(catalog), elem_id="text-unavailable-models")
                 method = gr.Dropdown(choices=[(method_label(m), m) for m in handlers.methods], value=default_method,
                                      label="Method", filterable=False, elem_id="text-method")
                 with gr.Row():

@@ -32,8 +32,13 @@ def load_config(directory: str | Path = EMBEDDED_DIR) -> dict[str, Any]:
 
 
 def load_shapes_clip(device: str | torch.device = "cpu", directory: str | Path = EMBEDDED_DIR) -> torch.nn.Module:
-    """The shapes CLIP (:class:`relevance.models.clip.CLIP`, evaluation mode), weights loaded with safetensors."""
+    """The shapes CLIP (:class:`relevance.models.clip.CLIP`, evaluation mode), weights loaded with safetensors.
+
+    Like the shapes ViT, it declares its domain: an image that does not look like a shapes scene
+    (:func:`relevance.data.looks_like_shapes_scene`, e.g. a photo) gets a warning in ``Explanation.warnings``.
+    """
     from relevance.adapter import ModelInfo
+    from relevance.data import looks_like_shapes_scene
     from relevance.images import DataConfig
     from relevance.models.clip import CLIP, CLIP_CONVENTIONS, CLIPConfig, load_weights
     from relevance.models.clip_text import WordTokenizer
@@ -50,7 +55,8 @@ def load_shapes_clip(device: str | torch.device = "cpu", directory: str | Path =
         data_config=DataConfig(input_size=tuple(data["input_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),
                                interpolation=data.get("interpolation", "bilinear"), crop_pct=data.get("crop_pct", 1.0),
                                crop_mode=data.get("crop_mode", "squash")),
-        tokenizer=WordTokenizer(config["tokenizer"]["words"]), domain="the procedural shapes world")
+        tokenizer=WordTokenizer(config["tokenizer"]["words"]), domain="the procedural shapes world",
+        in_domain=looks_like_shapes_scene)
     return model.to(device).eval()
 
 
