@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import relevance
+import relevance.models
 from relevance import cli
 from relevance.cli.explain_image_text import pair_label
 from relevance.images import load_image, prepare
