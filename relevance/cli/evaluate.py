@@ -98,8 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(perturbation), the ERASER movies folder (eraser)")
     parser.add_argument("--scenes", "--samples", dest="samples", type=int, default=None, metavar="N",
                         help="samples to evaluate: held-out scenes for 'shapes' (default 200), held-out reviews for "
-                             "'reviews' (default 300), captions for 'grounding' (default 200); the first N of the dataset for the dataset protocols (default: "
-                             "all)")
+                             "'reviews' (default 300), captions for 'grounding' (default 200); the first N of the "
+                             "dataset for the dataset protocols (default: all)")
     parser.add_argument("--seed", type=int, default=10_000_000,
                         help="synthetic worlds: the first held-out scene seed (shapes, grounding), the reviews' seed "
                              "(reviews; the model trained on seed 1) (default 10000000, far from training)")
