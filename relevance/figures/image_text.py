@@ -22,7 +22,7 @@ DEFAULT_MODEL = "shapes-clip"
 SHAPES_SCENE = "scene-20000001_orange-cross_green-star_blue-ring.png"
 #: The captions' template (the shapes CLIP's training captions: "a photo of a red circle").
 TEMPLATE = "a photo of {}"
-_HEATMAP = dict(width=700, font_size=22, legend=False)
+_HEATMAP = dict(width=700, font_size=22, legend=False, show_special=False)  # words use the whole colour scale
 
 
 def scene_objects_of(image_name: str) -> list[tuple[str, int]]:
