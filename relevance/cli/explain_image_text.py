@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from relevance.cli.explain import (EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, UsageError, _check_device, _check_method,
                                    _Reporter, _unique_stem, collect_images, draw_overlay, parse_options, slugify)
-from relevance.cli.explain_text import _unique, excerpt, heatmap_options, model_name, text_name, text_slug, \
-    write_heatmaps
+from relevance.cli.explain_text import (_unique, excerpt, heatmap_options, model_name, text_name, text_slug,
+                                        write_heatmaps)
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
 #: The zero-shot prompt of CLIP (Radford et al. 2021) when the model has none of its own.
 DEFAULT_TEMPLATE = "a photo of a {}."
