@@ -131,10 +131,16 @@ def test_texts_and_images_need_the_right_model(tmp_path, capsys):
     assert code == 2 and "error: shapes-vit is not a text classifier: --text needs one" in err
     code, _, err = _run(["explain", scene, "--model", "reviews-bert", "--out", str(tmp_path)], capsys)
     assert code == 2 and "error: reviews-bert is a text model: give --text TEXT instead of image files" in err
-    code, _, err = _run(["explain", scene, "--text", NOT_DULL, "--out", str(tmp_path)], capsys)
-    assert code == 2 and "give either image paths or --text, not both" in err
+    # images with --text are image-text pairs (tests/test_cli_explain_image_text.py): a text classifier cannot
+    code, _, err = _run(["explain", scene, "--text", NOT_DULL, "--model", "reviews-bert", "--out", str(tmp_path)],
+                        capsys)
+    assert code == 2 and "error: reviews-bert is a text classifier: images with --text or --labels need an " \
+                         "image-text model" in err
+    code, _, err = _run(["explain", "--text", NOT_DULL, "--model", "shapes-clip", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "error: shapes-clip is an image-text model: give image files or folders with --text" in err
     code, _, err = _run(["explain", "--out", str(tmp_path)], capsys)
-    assert code == 2 and "give image files or folders, or --text TEXT" in err
+    assert code == 2 and "give image files or folders (with --text CAPTION or --labels for an image-text model), " \
+                         "or --text TEXT" in err
     assert not list(tmp_path.iterdir())
 
 

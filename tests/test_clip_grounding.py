@@ -116,3 +116,13 @@ def test_the_shipped_shapes_clip_is_registered_small_and_names_objects():
     assert np.mean(hits) > 0.6
     # the image-text default falls back to it offline (HF_HUB_OFFLINE=1 in the tests)
     assert relevance.models.create(modality="image-text", quiet=True).info.name == "shapes-clip"
+
+
+def test_the_image_text_default_is_the_embedded_model_offline(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = relevance.models.create(modality="image-text")
+    assert model.info.name == "shapes-clip" and model.info.output == "pair_logits"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "using the embedded model 'shapes-clip'" in err  # one line says so
+    relevance.models.create(modality="image-text", quiet=True)
+    assert capsys.readouterr().err == ""

@@ -1,6 +1,6 @@
 """`relevance figures`: every figure offline on the embedded model at small sizes, and what it shows checked against
 the engine called directly; deterministic files; the text figure on the embedded reviews-bert, the image-text figure
-with a stand-in model."""
+on the embedded shapes-clip against the scene's known objects."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import pytest
 import torch
 
 import relevance
-from relevance.adapter import ModelInfo, TextInputs
+import relevance.models
 from relevance.cli import main
 from relevance.evaluation import STEPS, make_normalize, multilabel_present, perturbation_auc, segmentation_statistics
-from relevance.explanation import Explanation, ImageMap, TextMap
 from relevance.figures import FIGURES, list_figures, make_figure
 from relevance.figures.inputs import display_overlay
 from relevance.images import load_image
@@ -187,11 +186,20 @@ def test_files_are_deterministic_png_and_pdf(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["layers.json", "layers.png"]
 
 
-def test_unavailable_families_give_a_clear_error(tmp_path, capsys):
-    assert main(["figures", "image-text", "--out", str(tmp_path)]) == 2
-    assert "CLIP family" in capsys.readouterr().err
+def test_unavailable_families_give_a_clear_error(tmp_path, capsys, monkeypatch):
+    assert main(["figures", "image-text", "--model", "no-such-clip", "--out", str(tmp_path)]) == 2
+    assert "error: image-text: unknown model 'no-such-clip'" in capsys.readouterr().err
+    assert main(["figures", "image-text", "--model", "shapes-vit", "--out", str(tmp_path)]) == 2  # no texts
+    assert "'shapes-vit' is not an image-text model" in capsys.readouterr().err
     assert main(["figures", "text", "--model", "shapes-vit", "--out", str(tmp_path)]) == 2  # not a text model
     assert "'shapes-vit' is not a text classifier" in capsys.readouterr().err
+    # an installation without the embedded CLIP (simulated): the figure says what it needs, `all` skips it
+    from relevance.models import registry
+
+    registry._ensure_registered()
+    monkeypatch.setattr(registry, "_EMBEDDED", {k: v for k, v in registry._EMBEDDED.items() if k != "shapes-clip"})
+    assert main(["figures", "image-text", "--out", str(tmp_path)]) == 2
+    assert "needs an image-text model: the CLIP family" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
@@ -242,48 +250,49 @@ def test_text_figure_on_the_embedded_text_model(tmp_path, capsys):
     assert "text:" in capsys.readouterr().out
 
 
-# ------------------------------------------------------------------------- extension points with stand-ins
-def _text_explanation(texts, method, target, images=None):
-    """A stand-in for relevance.explain on a text (or image-text) model: token values depend on the explained class
-    for class-specific methods and not for class-agnostic ones, as the real methods do."""
-    tokens = [["[CLS]", *text.split(), "[SEP]"] for text in texts]
-    length = max(len(t) for t in tokens)
-    b = len(texts)
-    targets = torch.as_tensor([0] * b if target is None else target).view(-1).expand(b)
-    values = torch.zeros(b, length)
-    for i, t in enumerate(tokens):
-        base = torch.arange(1, len(t) + 1, dtype=torch.float32)
-        values[i, :len(t)] = base.flip(0) if relevance.get_method(method).class_specific and targets[i] == 1 else base
-    inputs = TextInputs(input_ids=torch.zeros(b, length, dtype=torch.long),
-                        valid=torch.tensor([[j < len(t) for j in range(length)] for t in tokens]),
-                        tokens=[t + ["[PAD]"] * (length - len(t)) for t in tokens],
-                        special=torch.tensor([[j in (0, len(t) - 1) for j in range(length)] for t in tokens]),
-                        word_ids=[[None] + list(range(len(t) - 2)) + [None] * (length - len(t) + 1) for t in tokens],
-                        texts=list(texts))
-    maps = {"text": TextMap(values, inputs)}
-    if images is not None:
-        from relevance.adapter import ImageInputs
-        from relevance.images import CropGeometry
+# ------------------------------------------------------------------- the image-text figure, offline
+def test_image_text_figure_on_the_embedded_clip_grounds_each_caption(tmp_path, capsys):
+    from relevance.data.shapes import COLOURS, SHAPE_CLASSES, render_scene
+    from relevance.figures.image_text import _HEATMAP
 
-        originals = [np.asarray(im) for im in images]
-        maps = {"image": ImageMap(torch.rand(b, 8, 8, generator=torch.Generator().manual_seed(0)),
-                                  ImageInputs(torch.zeros(b, 3, 64, 64), originals,
-                                              [CropGeometry.full(o.shape[:2]) for o in originals])), **maps}
-    return Explanation(method=method, maps=maps, output=torch.tensor([[0.2, 0.8]] * b),
-                       scores=torch.ones(b), target=targets.clone(),
-                       start_layers={}, info=ModelInfo(class_names=["negative", "positive"]))
-
-
-def test_image_text_figure_with_a_stand_in_model(monkeypatch):
-    import relevance.figures.image_text as image_text
-
-    monkeypatch.setattr(image_text, "load_image_text_model", lambda request: (object(), "stand-in"))
-    monkeypatch.setattr(relevance, "explain", lambda model, inputs, texts, method, **kw:
-                        _text_explanation(texts, method, None, images=inputs))
-    result = make_figure("image-text", methods=["gradient_rollout"])
-    assert result.data["captions"] == ["a orange cross", "a green star", "a blue ring", "a red circle"]
-    assert len(result.data["text_maps"]["gradient_rollout"]) == 4
-    assert len(_pictures(result.figure)) == 4 * 2  # per caption: the image map and the token heatmap
+    methods = ["gradient_rollout", "transformer_attribution"]
+    result = make_figure("image-text", methods=methods)
+    captions = ["a photo of an orange cross", "a photo of a green star", "a photo of a blue ring",
+                "a photo of a red circle"]  # each object of the scene, then one it does not have
+    assert result.data["captions"] == captions
+    pictures = _pictures(result.figure)
+    assert len(pictures) == len(captions) * 2 * len(methods)  # per caption and method: image map, token heatmap
+    model = relevance.models.create("shapes-clip")
+    image = load_image(THREE_OBJECTS)
+    scene = render_scene(20000001, 128)  # the example is this held-out scene: its object masks are known
+    assert np.array_equal(scene.image, image)
+    masks = torch.from_numpy(np.stack(scene.masks)).double()  # (3, 128, 128): cross, star, ring
+    for m, method in enumerate(methods):
+        expected = relevance.explain(model, [image] * 4, texts=captions, method=method)
+        assert result.data["scores"][method] == expected.scores.tolist()
+        torch.testing.assert_close(result.data["image_maps"][method], expected.maps["image"].values)
+        for k in range(4):
+            row = pictures[k * 2 * len(methods) + 2 * m: k * 2 * len(methods) + 2 * m + 2]
+            assert np.array_equal(row[0], display_overlay(expected.maps["image"], k))
+            assert np.array_equal(row[1], expected.maps["text"].png(k, **_HEATMAP))
+        # content: the image map of a caption naming an object puts more of its mass on that object than on any
+        # other object of the scene (at least twice as much), the map of each caption on its own object
+        maps = torch.nn.functional.interpolate(result.data["image_maps"][method][:, None].double(), size=(128, 128),
+                                               mode="bilinear", align_corners=False)[:, 0].clamp(min=0)
+        share = (maps[:, None] * masks[None]).sum((-2, -1)) / maps.sum((-2, -1))[:, None]  # (caption, object)
+        for k in range(3):
+            others = [share[k, j] for j in range(3) if j != k]
+            assert share[k, k] > 2 * max(others), (method, captions[k], share[k].tolist())
+        # the caption's own colour or shape word is its most relevant word
+        for k in range(3):
+            top = max(expected.maps["text"].words(k), key=lambda w: w[1])[0]
+            assert top in captions[k].split()[-2:] and top in (*COLOURS, *SHAPE_CLASSES), (method, k, top)
+    # the present objects match the image better than the absent red circle
+    assert min(result.data["scores"]["gradient_rollout"][:3]) > result.data["scores"]["gradient_rollout"][3]
+    assert main(["figures", "image-text", "--methods", "gradient_rollout", "--formats", "png", "--out",
+                 str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image-text.json", "image-text.png"]
+    assert "image-text:" in capsys.readouterr().out
 
 
 def test_a_figure_plugs_in_with_one_registry_entry(monkeypatch, tmp_path, capsys):

@@ -303,7 +303,7 @@ def test_protocols_of_a_missing_family_say_what_they_need(monkeypatch, tmp_path,
 
 
 def test_a_model_family_plugs_its_own_runner_in_with_one_registry_entry(monkeypatch, capsys):
-    """What the BERT and CLIP families will do: one Protocol entry and one model line; `--samples N --seed S` reach
+    """What the BERT and CLIP families did: one Protocol entry and one model line; `--samples N --seed S` reach
     their runner."""
     import types
 

@@ -16,8 +16,10 @@ from typing import Sequence
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "explain": ("relevance.cli.explain", "write relevance overlays for images, or token heatmaps for texts (--text)"),
-    "evaluate": ("relevance.cli.evaluate", "score explanation methods (the papers' tables, the shapes and reviews worlds)"),
+    "explain": ("relevance.cli.explain", "write relevance overlays for images, token heatmaps for texts (--text), or "
+                                         "both for image-text pairs (images with --text or --labels)"),
+    "evaluate": ("relevance.cli.evaluate", "score explanation methods (the papers' tables, the shapes, reviews and "
+                                           "caption-grounding worlds)"),
     "figures": ("relevance.cli.figures", "draw the papers' figures as PNG and PDF"),
     "views": ("relevance.cli.views", "write attention views: head, model, neuron (HTML) or the layers x heads grid"),
     "flows": ("relevance.cli.flows", "write attention flows of one model, or two compared (HTML and PNG)"),

@@ -1,10 +1,12 @@
 """``relevance evaluate``: the papers' evaluation protocols, from the shapes world to ImageNet at scale.
 
 ``--protocol NAME`` picks a runner from :data:`PROTOCOLS`; without it the model picks (:data:`MODEL_PROTOCOLS`: the
-embedded ``shapes-vit``, or a folder written by ``demos/train_shapes.py``, runs the shapes-world benchmark).
+embedded ``shapes-vit``, or a folder written by ``demos/train_shapes.py``, runs the shapes-world benchmark;
+``reviews-bert`` the reviews world's; ``shapes-clip`` the grounding of captions).
 
 * ``shapes``: every method on held-out scenes of the shapes world (``--samples N --seed S``).
 * ``reviews``: every method against the known rationales of held-out reviews (``--model reviews-bert``).
+* ``grounding``: every method's grounding of captions in held-out shapes scenes (``--model shapes-clip``).
 * ``imagenet-seg --data gtsegs_ijcv.mat``: CVPR 2021 Table 1 (spec §5.2).
 * ``perturbation --data IMAGENET_VAL_DIR``: CVPR 2021 Table 2 (spec §5.3).
 * ``eraser --data MOVIES_DIR``: the CVPR 2021 token-F1 curve on ERASER Movie Reviews (spec §5.4).
@@ -13,10 +15,10 @@ The dataset protocols run batched on a GPU (``--device cuda``) and sharded over 
 ``torchrun --nproc-per-node N -m relevance evaluate ...``; a run that dies resumes where it stopped (see
 :mod:`relevance.evaluation.sharding`).
 
-Adding a protocol (the image-text family next): write ``relevance/cli/protocols/<name>.py`` with
-``run(args) -> int`` (the options are those of :func:`add_arguments`), and register it here with one
-:class:`Protocol` entry in :data:`PROTOCOLS` and, for an embedded model with its own synthetic world, one line
-in :data:`MODEL_PROTOCOLS` (as ``"reviews-bert": "reviews"``; ``"shapes-clip": "grounding"`` next).
+Adding a protocol: write ``relevance/cli/protocols/<name>.py`` with ``run(args) -> int`` (the options are those of
+:func:`add_arguments`), and register it here with one :class:`Protocol` entry in :data:`PROTOCOLS` and, for an
+embedded model with its own synthetic world, one line in :data:`MODEL_PROTOCOLS` (as ``"reviews-bert": "reviews"``
+and ``"shapes-clip": "grounding"``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("reviews", "relevance.cli.protocols.reviews",
                  "every method against the known rationales of held-out reviews (token F1, AOPC)",
                  needs="the BERT family (relevance.models.bert, embedded reviews-bert)"),
+        Protocol("grounding", "relevance.cli.protocols.grounding",
+                 "every method's grounding of captions in held-out shapes scenes (pointing, mass, word share)",
+                 needs="the CLIP family (relevance.models.clip, embedded shapes-clip)"),
         Protocol("imagenet-seg", "relevance.cli.protocols.imagenet_seg",
                  "CVPR 2021 Table 1: ImageNet-Segmentation pixel accuracy, mAP, mIoU (spec §5.2)",
                  data="gtsegs_ijcv.mat"),
@@ -61,7 +66,7 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 #: Models that run their own protocol when ``--protocol`` is not given.
-MODEL_PROTOCOLS: dict[str, str] = {"shapes-vit": "shapes", "reviews-bert": "reviews"}
+MODEL_PROTOCOLS: dict[str, str] = {"shapes-vit": "shapes", "reviews-bert": "reviews", "shapes-clip": "grounding"}
 
 
 def register_protocol(protocol: Protocol, models: tuple[str, ...] = ()) -> None:
@@ -78,9 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
                         help="the protocol to run (default: the model's own, e.g. 'shapes' for shapes-vit)")
     parser.add_argument("--model", default=None,
-                        help="a model name (relevance.models.list_models(): 'shapes-vit', 'reviews-bert', a timm "
-                             "ViT/DeiT name, a Hugging Face text classifier for 'eraser') or a folder written by "
-                             "demos/train_shapes.py ('shapes') or demos/train_reviews.py (--protocol reviews). Default: "
+                        help="a model name (relevance.models.list_models(): 'shapes-vit', 'reviews-bert', "
+                             "'shapes-clip', a timm ViT/DeiT name, a Hugging Face text classifier for 'eraser') or a "
+                             "folder written by demos/train_shapes.py ('shapes'), demos/train_reviews.py (--protocol "
+                             "reviews) or demos/train_shapes_clip.py (--protocol grounding). Default: "
                              "shapes-vit; for the ImageNet protocols the paper's ViT-B/16 "
                              "(vit_base_patch16_224.orig_in21k_ft_in1k); for 'eraser' the text default (the hub "
                              "sentiment BERT when cached or reachable, else reviews-bert)")
@@ -92,18 +98,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(perturbation), the ERASER movies folder (eraser)")
     parser.add_argument("--scenes", "--samples", dest="samples", type=int, default=None, metavar="N",
                         help="samples to evaluate: held-out scenes for 'shapes' (default 200), held-out reviews for "
-                             "'reviews' (default 300); the first N of the dataset for the dataset protocols (default: "
-                             "all)")
+                             "'reviews' (default 300), captions for 'grounding' (default 200); the first N of the "
+                             "dataset for the dataset protocols (default: all)")
     parser.add_argument("--seed", type=int, default=10_000_000,
-                        help="synthetic worlds: the first held-out scene seed (shapes), the reviews' seed (reviews; "
-                             "the model trained on seed 1) (default 10000000, far from training)")
+                        help="synthetic worlds: the first held-out scene seed (shapes, grounding), the reviews' seed "
+                             "(reviews; the model trained on seed 1) (default 10000000, far from training)")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods (default: all of relevance.list_methods(), the gradient and "
                              "perturbation methods with their default options)")
     parser.add_argument("--start-layer", type=int, default=None,
                         help="start_layer for transformer_attribution, rollout and gradient_rollout (default: the "
                              "papers' scripts: 1 for TA and rollout, 0 for gradient rollout on images; the BERT "
-                             "family's 0 for 'reviews'; the ERASER pipeline's last block for TA on 'eraser')")
+                             "family's 0 for 'reviews'; the ERASER pipeline's last block for TA on 'eraser'; each "
+                             "method's own for 'grounding', the CLIP notebook's last block for gradient rollout)")
     parser.add_argument("--explained", choices=["predicted", "target", "both"], default="both",
                         help="perturbation: explain the predicted class, the ground-truth (target) class, or both "
                              "(Table 2 has both; default)")
@@ -113,7 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "between processes (default 500)")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loading worker processes (default: 4 on CUDA, 0 on CPU)")
-    parser.add_argument("--no-random", action="store_true", help="shapes: leave out the random-map reference row")
+    parser.add_argument("--no-random", action="store_true",
+                        help="shapes, grounding: leave out the random-map reference row")
     parser.add_argument("--figure-rows", type=int, default=6, help="rows of the example figures")
     parser.add_argument("--out", default=None,
                         help="output folder (default out/evaluate for shapes, out/evaluate-<protocol> otherwise)")

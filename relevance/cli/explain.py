@@ -1,5 +1,7 @@
 """``relevance explain PATH...``: write a relevance overlay PNG per image and explained class (``--text TEXT``: a
-token heatmap per text and class, HTML and PNG, see :mod:`relevance.cli.explain_text`).
+token heatmap per text and class, HTML and PNG, see :mod:`relevance.cli.explain_text`; images with ``--text
+CAPTION`` or ``--labels L1,L2`` and an image-text model: the image-text pairs, see
+:mod:`relevance.cli.explain_image_text`).
 
 Files are named ``OUT/<image-stem>__<rank>_<class-slug>__<method>.png`` where ``rank`` is the class's
 position in the model's prediction (1 = top class). The overlay is drawn on the original image at its
@@ -119,12 +121,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files, or folders (searched recursively)")
     parser.add_argument("--text", action="append", default=None, metavar="TEXT",
                         help="explain this text with a text classifier instead of images (repeat for several); "
-                             "writes an HTML and a PNG token heatmap per text and class")
+                             "writes an HTML and a PNG token heatmap per text and class. With images: a caption, "
+                             "explained against the images by an image-text model (one image x several captions, "
+                             "several images x one caption, or as many of each: pairs); per pair an overlay PNG "
+                             "and the caption's heatmap")
+    parser.add_argument("--labels", default=None, metavar="L1,L2,...",
+                        help="images and an image-text model: rank these comma-separated labels as prompts "
+                             "(--template) per image, zero-shot, and explain the best (--top-k K: the K best)")
+    parser.add_argument("--template", default=None, metavar="TEXT",
+                        help="with --labels: the prompt, '{}' where the label goes (default 'a photo of a {}.'; "
+                             "'a photo of a {}' for shapes-clip, as it was trained)")
     parser.add_argument("--model", default=None,
                         help="shapes-vit, or a timm ViT/DeiT name (default: ImageNet ViT-B/16 when its weights are "
                              "cached or downloadable, else shapes-vit); with --text: reviews-bert or a Hugging Face "
                              "text classifier (default: the hub sentiment BERT when cached or reachable, else "
-                             "reviews-bert)")
+                             "reviews-bert); images with --text or --labels: shapes-clip or a CLIP name (default: "
+                             "the hub CLIP when cached or reachable, else shapes-clip)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="local weights (.safetensors, or .pth loaded with weights_only=True) for --model")
     parser.add_argument("--method", default=DEFAULT_METHOD,
@@ -138,11 +150,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "comma-separated synonyms, in any case (an ambiguous name is an error)")
     which.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
                        help="explain each of the K top predicted classes (default: 1), in one call per batch of "
-                            "B images (B x K samples: lower --batch-size if memory runs short)")
-    parser.add_argument("--start-layer", type=_non_negative_int, default=0, metavar="N",
-                        help="first block of the rollout product (default 0; the paper's benchmarks use 1)")
+                            "B images (B x K samples: lower --batch-size if memory runs short); with --labels the K "
+                            "best labels")
+    parser.add_argument("--start-layer", type=_non_negative_int, default=None, metavar="N",
+                        help="first block of the rollout product (default 0; the paper's benchmarks use 1; "
+                             "image-text models: each method's own, the last block for gradient_rollout)")
     parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B",
-                        help="images (or texts) per batch (default 8)")
+                        help="images (or texts, or image-text pairs) per batch (default 8)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--colormap", default=None, choices=list(COLORMAPS),
@@ -277,20 +291,25 @@ def _setup(args: argparse.Namespace) -> _Setup:
     options = parse_options(args.option, method)
     args.device = _check_device(args.device)
     model = _load_model(args)
-    if "image" not in adapter_for(model).depths():
-        name = args.model or adapter_for(model).info.name or type(model).__name__
+    adapter = adapter_for(model)
+    name = args.model or adapter.info.name or type(model).__name__
+    if "image" not in adapter.depths():
         raise UsageError(f"{name} is a text model: give --text TEXT instead of image files, or an image model "
                          "(e.g. --model shapes-vit)")
+    if adapter.info.output == "pair_logits":
+        raise UsageError(f"{name} is an image-text model: give the images with --text CAPTION (repeatable) or "
+                         "--labels 'L1,L2,...' (zero-shot prompts)")
+    start_layer = 0 if args.start_layer is None else args.start_layer
     depth = len(getattr(model, "blocks", []))
-    if depth and args.start_layer >= depth:
-        raise UsageError(f"--start-layer must be below the model's {depth} blocks, got {args.start_layer}")
+    if depth and start_layer >= depth:
+        raise UsageError(f"--start-layer must be below the model's {depth} blocks, got {start_layer}")
     num_classes = int(model.num_classes)
     class_names = getattr(model, "class_names", None)
     if args.top_k is not None and args.top_k > num_classes:
         raise UsageError(f"--top-k {args.top_k} exceeds the model's {num_classes} classes")
     target = resolve_target(args.target, class_names, num_classes) if args.target is not None else None
     return _Setup(model=model, method=method, class_names=class_names, num_classes=num_classes, target=target,
-                  start_layer=args.start_layer, options=options)
+                  start_layer=start_layer, options=options)
 
 
 # ---------------------------------------------------------------------------------------- labels
@@ -299,6 +318,16 @@ def _setup(args: argparse.Namespace) -> _Setup:
 def overlay_label(class_name: str, rank: int, probability: float, method: str) -> str:
     """The text of an overlay's label band: ``"2. tabby, tabby cat 12.5% | transformer_attribution"``."""
     return f"{rank}. {class_name} {probability:.1%} | {method}"
+
+
+def draw_overlay(rgb: np.ndarray, values: torch.Tensor, geometry: object, args: argparse.Namespace,
+                 label: str | None) -> np.ndarray:
+    """The overlay of one map (h, w) or (H, W) on the original image (H0, W0, 3) as ``relevance explain`` draws it
+    (``--colormap``, default jet; ``--alpha``), with ``label`` in a band along the top (``None``: no band)."""
+    from relevance.render import annotate, overlay
+
+    picture = overlay(rgb, values, geometry, colormap=args.colormap or "jet", alpha=args.alpha)
+    return annotate(picture, label, position="top") if label else picture
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -376,7 +405,6 @@ def _explain_batch(run: _Run, paths: Sequence[Path]) -> int:
     import relevance
     from relevance.images import ImageError, load_image, prepare
     from relevance.models import domain_warning
-    from relevance.render import annotate, overlay
 
     setup, args, reporter = run.setup, run.args, run.reporter
     loaded: list[tuple[Path, np.ndarray]] = []
@@ -415,11 +443,8 @@ def _explain_batch(run: _Run, paths: Sequence[Path]) -> int:
             rank = int((order[i] == cls).nonzero()[0, 0]) + 1
             label = class_label(cls, setup.class_names)
             target_file = run.out_dir / f"{stem}__{rank}_{slugify(label)}__{explanation.method}.png"
-            picture = overlay(rgb, explanation.relevance[i * top_k + k], batch.geometries[i],
-                              colormap=args.colormap or "jet", alpha=args.alpha)
-            if args.label:
-                picture = annotate(picture, overlay_label(label, rank, float(probabilities[i, cls]),
-                                                           explanation.method), position="top")
+            text = overlay_label(label, rank, float(probabilities[i, cls]), explanation.method) if args.label else None
+            picture = draw_overlay(rgb, explanation.relevance[i * top_k + k], batch.geometries[i], args, text)
             try:
                 Image.fromarray(picture).save(target_file)
             except OSError as error:
@@ -440,12 +465,20 @@ def _domain_line(run: _Run) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``relevance explain``; returns 0, 1 (some inputs failed) or 2 (usage error)."""
+    if args.template is not None and args.labels is None:
+        print("error: --template makes the prompts of --labels: give --labels too", file=sys.stderr)
+        return EXIT_USAGE
+    if args.labels is not None or (args.text is not None and args.paths):
+        from relevance.cli.explain_image_text import run as run_pairs
+
+        return run_pairs(args)
     if args.text is not None:
         from relevance.cli.explain_text import run as run_texts
 
         return run_texts(args)
     if not args.paths:
-        print("error: give image files or folders, or --text TEXT", file=sys.stderr)
+        print("error: give image files or folders (with --text CAPTION or --labels for an image-text model), or "
+              "--text TEXT", file=sys.stderr)
         return EXIT_USAGE
     out_dir = Path(args.out)
     files, problems = collect_images(args.paths, exclude=out_dir)

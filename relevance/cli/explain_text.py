@@ -100,19 +100,22 @@ def _setup(args: argparse.Namespace) -> _TextSetup:
     args.device = _check_device(args.device)
     model = _load_text_model(args)
     name = model_name(model, args.model)
+    if adapter_for(model).info.output == "pair_logits":
+        raise UsageError(f"{name} is an image-text model: give image files or folders with --text CAPTION")
     if not is_text_classifier(model):
         raise UsageError(f"{name} is not a text classifier: --text needs one (e.g. --model reviews-bert); give "
                          "image files or folders to an image model instead")
     depth = adapter_for(model).depths()["text"]
-    if args.start_layer >= depth:
-        raise UsageError(f"--start-layer must be below the model's {depth} blocks, got {args.start_layer}")
+    start_layer = 0 if args.start_layer is None else args.start_layer
+    if start_layer >= depth:
+        raise UsageError(f"--start-layer must be below the model's {depth} blocks, got {start_layer}")
     classes = num_classes(model)
     class_names = getattr(model, "class_names", None)
     if args.top_k is not None and args.top_k > classes:
         raise UsageError(f"--top-k {args.top_k} exceeds the model's {classes} classes")
     target = resolve_target(args.target, class_names, classes) if args.target is not None else None
     return _TextSetup(model=model, name=name, method=method, class_names=class_names, num_classes=classes,
-                      target=target, start_layer=args.start_layer,
+                      target=target, start_layer=start_layer,
                       max_tokens=max_length(model.config, model.info.tokenizer))
 
 
@@ -255,8 +258,6 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     try:
-        if args.paths:
-            raise UsageError("give either image paths or --text, not both")
         setup = _setup(args)
         out_dir.mkdir(parents=True, exist_ok=True)
     except UsageError as error:

@@ -10,9 +10,11 @@ explains the pair (``relevance.explain(model, image, texts=caption, method=m)``)
   caption's words (word pieces summed; start and end tokens left out). In "a photo of a red circle" two words of
   six carry the match: chance is 1/3.
 
-A ``random`` row scores uniform noise on the model's patch grid and on the words. :func:`evaluate_grounding`
-returns a :class:`GroundingResult` with :meth:`~GroundingResult.table` (Markdown) and
-:meth:`~GroundingResult.figure` (scenes x captions x methods).
+A ``random`` row scores uniform noise on the model's patch grid and on the words (drawn per sample from ``seed``
+and the sample's number). :func:`evaluate_grounding` returns a :class:`GroundingResult` with
+:meth:`~GroundingResult.table` (Markdown) and :meth:`~GroundingResult.figure` (scenes x captions x methods); it is
+:func:`grounding_rows` (one row per sample, the unit of ``relevance evaluate --model shapes-clip``'s shards) and
+:func:`result_from_rows`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from relevance.data.shapes_captions import object_caption
 from relevance.evaluation.localisation import class_specificity, mass_inside, pointing_game
 
 __all__ = ["RANDOM", "METRICS", "GroundingSample", "GroundingResult", "grounding_samples", "evaluate_grounding",
-           "text_share"]
+           "grounding_rows", "method_names", "result_from_rows", "text_share"]
 
 RANDOM = "random"
 #: (key, column title): every metric is "higher is better", in percent.
@@ -191,6 +193,56 @@ def _grid_size(model: Any) -> tuple[int, int]:
     return tuple(vision.grid_size) if vision is not None else (8, 8)
 
 
+def _sample_generator(seed: int, index: int) -> torch.Generator:
+    """The ``random`` reference's generator of sample ``index``: the same numbers however the samples are batched or
+    sharded."""
+    state = int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(state)
+
+
+def _score_batch(model: Any, batch: Sequence[GroundingSample], indices: Sequence[int], names: Sequence[str], seed: int,
+                 start_layer: int | None) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, int]],
+                                                   dict[str, torch.Tensor], dict[str, list[list[tuple[str, float]]]]]:
+    """Every method on one batch of samples (``indices``: their sample numbers): (metric values per method, start
+    layers per method, maps (B, H, W) per method, caption words per method)."""
+    import relevance
+
+    size = tuple(model.data_config.input_size)
+    grid = _grid_size(model)
+    tolerance = 0.5 * size[0] / grid[0]
+    images = [s.scene.image for s in batch]
+    captions = [s.caption for s in batch]
+    target = torch.from_numpy(np.stack([s.target_mask for s in batch]))
+    other = torch.from_numpy(np.stack([s.other_mask for s in batch]))
+    values: dict[str, dict[str, list[float]]] = {}
+    start_layers: dict[str, dict[str, int]] = {}
+    all_maps: dict[str, torch.Tensor] = {}
+    all_texts: dict[str, list[list[tuple[str, float]]]] = {}
+    words = None
+    for method in names:
+        if method == RANDOM:
+            generators = [_sample_generator(seed, index) for index in indices]
+            maps = _upsample(torch.stack([torch.rand(*grid, generator=g) for g in generators]), size)
+            words = words or relevance.explain(model, images, texts=captions, method="attention")
+            texts = [[(w, float(torch.rand((), generator=g))) for w, _ in words.maps["text"].words(i)]
+                     for i, g in enumerate(generators)]
+        else:
+            explanation = relevance.explain(model, images, texts=captions, method=method, start_layer=start_layer)
+            start_layers[method] = dict(explanation.start_layers)
+            maps = _upsample(explanation.image_relevance, size)
+            texts = [explanation.maps["text"].words(i) for i in range(len(batch))]
+            words = words or explanation
+        values[method] = {
+            "pointing": pointing_game(maps, target).tolist(),
+            "pointing_tolerant": pointing_game(maps, target, tolerance=tolerance).tolist(),
+            "mass": mass_inside(maps, target).tolist(),
+            "specificity": class_specificity(maps, target, other).tolist(),
+            "text_share": [text_share(t) for t in texts],
+        }
+        all_maps[method], all_texts[method] = maps.float(), texts
+    return values, start_layers, all_maps, all_texts
+
+
 def evaluate_grounding(model: Any, samples: int = 200, seed: int = 2_000_000, methods: Sequence[str] | None = None, *,
                        template: str = "a photo of {}", start_layer: int | None = None, batch_size: int = 32,
                        random_reference: bool = True, figure_rows: int = 8, progress: bool = False) -> GroundingResult:
@@ -214,54 +266,60 @@ def evaluate_grounding(model: Any, samples: int = 200, seed: int = 2_000_000, me
     -------
     GroundingResult
     """
-    import relevance
     from tqdm import tqdm
 
-    names = [relevance.get_method(m).name for m in (methods or relevance.list_methods())]
-    if random_reference and RANDOM not in names:
-        names.append(RANDOM)
-    config = model.data_config
-    size = tuple(config.input_size)
-    chosen = grounding_samples(samples, seed, size[0], template)
-    grid = _grid_size(model)
-    tolerance = 0.5 * size[0] / grid[0]
-    values = {m: {key: [] for key, _ in METRICS} for m in names}
-    start_layers: dict[str, dict[str, int]] = {}
-    figure_maps: dict[str, list[torch.Tensor]] = {m: [] for m in names}
-    figure_text: dict[str, list[list[tuple[str, float]]]] = {m: [] for m in names}
-    generator = torch.Generator().manual_seed(seed)
-    batches = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
-    bar = tqdm(total=len(batches) * len(names), desc="grounding", disable=not progress, file=sys.stderr)
-    for batch in batches:
-        images = [s.scene.image for s in batch]
-        captions = [s.caption for s in batch]
-        target = torch.from_numpy(np.stack([s.target_mask for s in batch]))
-        other = torch.from_numpy(np.stack([s.other_mask for s in batch]))
-        words = None
-        for method in names:
-            if method == RANDOM:
-                maps = _upsample(torch.rand(len(batch), *grid, generator=generator), size)
-                words = words or relevance.explain(model, images, texts=captions, method="attention")
-                texts = [[(w, float(torch.rand((), generator=generator))) for w, _ in words.maps["text"].words(i)]
-                         for i in range(len(batch))]
-            else:
-                explanation = relevance.explain(model, images, texts=captions, method=method, start_layer=start_layer)
-                start_layers.setdefault(method, dict(explanation.start_layers))
-                maps = _upsample(explanation.image_relevance, size)
-                texts = [explanation.maps["text"].words(i) for i in range(len(batch))]
-                words = words or explanation
-            scores = values[method]
-            scores["pointing"].extend(pointing_game(maps, target).tolist())
-            scores["pointing_tolerant"].extend(pointing_game(maps, target, tolerance=tolerance).tolist())
-            scores["mass"].extend(mass_inside(maps, target).tolist())
-            scores["specificity"].extend(class_specificity(maps, target, other).tolist())
-            scores["text_share"].extend(text_share(t) for t in texts)
-            room = figure_rows - len(figure_text[method])
-            if room > 0:
-                figure_maps[method].append(maps[:room].float())
-                figure_text[method].extend(texts[:room])
-            bar.update(1)
+    names = method_names(methods, random_reference)
+    chosen = grounding_samples(samples, seed, tuple(model.data_config.input_size)[0], template)
+    bar = tqdm(total=len(chosen), desc="grounding", disable=not progress, file=sys.stderr)
+    rows = grounding_rows(model, range(len(chosen)), seed, names, template=template, start_layer=start_layer,
+                          batch_size=batch_size, advance=bar.update, samples=chosen)
     bar.close()
-    return GroundingResult(methods=names, values=values, samples=chosen, seed=seed, start_layers=start_layers,
-                           figure_maps={m: torch.cat(v) for m, v in figure_maps.items() if v},
-                           figure_text=figure_text)
+    return result_from_rows(model, rows, names, chosen, seed, start_layer=start_layer, figure_rows=figure_rows)
+
+
+def method_names(methods: Sequence[str] | None = None, random_reference: bool = True) -> list[str]:
+    """Canonical method names (default: every method of :func:`relevance.list_methods`), then ``random`` unless
+    ``random_reference`` is false. Raises ValueError for an unknown method."""
+    import relevance
+
+    names = list(dict.fromkeys(relevance.get_method(m).name for m in (methods or relevance.list_methods())
+                               if m != RANDOM))
+    return names + [RANDOM] if random_reference or RANDOM in (methods or ()) else names
+
+
+def grounding_rows(model: Any, indices: range, seed: int, methods: Sequence[str], *, template: str = "a photo of {}",
+                   start_layer: int | None = None, batch_size: int = 32, advance: Any = None,
+                   samples: Sequence[GroundingSample] | None = None) -> dict[str, np.ndarray]:
+    """The metric values of samples ``indices`` (numbers in :func:`grounding_samples` order) as rows, one per sample:
+    ``"<method>.<metric>"`` (float64, NaN where undefined), ``"index"``, ``"scene_seed"`` and ``"object"`` (int64).
+    Each sample's values do not depend on the others, so that shards of a run (:mod:`relevance.evaluation.sharding`)
+    concatenate to the whole run; ``advance(n)`` reports progress."""
+    chosen = list(samples) if samples is not None else grounding_samples(
+        indices.stop, seed, tuple(model.data_config.input_size)[0], template)
+    rows: dict[str, list[float]] = {f"{m}.{key}": [] for m in methods for key, _ in METRICS}
+    for start in range(indices.start, indices.stop, batch_size):
+        part = range(start, min(start + batch_size, indices.stop))
+        values, _, _, _ = _score_batch(model, [chosen[i] for i in part], list(part), methods, seed, start_layer)
+        for method, metrics in values.items():
+            for key, column in metrics.items():
+                rows[f"{method}.{key}"].extend(column)
+        if advance is not None:
+            advance(len(part))
+    out = {key: np.asarray(column, dtype=np.float64) for key, column in rows.items()}
+    out["index"] = np.arange(indices.start, indices.stop, dtype=np.int64)
+    out["scene_seed"] = np.asarray([chosen[i].scene.seed for i in indices], dtype=np.int64)
+    out["object"] = np.asarray([chosen[i].index for i in indices], dtype=np.int64)
+    return out
+
+
+def result_from_rows(model: Any, rows: dict[str, np.ndarray], methods: Sequence[str],
+                     samples: Sequence[GroundingSample], seed: int, *, start_layer: int | None = None,
+                     figure_rows: int = 8) -> GroundingResult:
+    """A :class:`GroundingResult` from the rows of :func:`grounding_rows` (all samples, in order), with the maps of
+    the first ``figure_rows`` samples (explained again, with the start layers each method used)."""
+    values = {m: {key: rows[f"{m}.{key}"].tolist() for key, _ in METRICS} for m in methods}
+    shown = list(samples[:max(figure_rows, 1)])
+    _, start_layers, maps, texts = _score_batch(model, shown, list(range(len(shown))), methods, seed, start_layer)
+    return GroundingResult(methods=list(methods), values=values, samples=list(samples), seed=seed,
+                           start_layers=start_layers, figure_maps={m: maps[m][:figure_rows] for m in methods},
+                           figure_text={m: texts[m][:figure_rows] for m in methods})

@@ -1,11 +1,12 @@
 """The papers' figures from scripts: ``relevance figures NAME`` or :func:`make_figure` / :func:`write_figure`.
 
 Each figure is a module of this package with ``TITLE`` (one line) and ``make(request) -> FigureResult``, registered
-in :data:`FIGURES`. Offline every figure runs on the embedded models (``shapes-vit``); with ``--model`` and
-``--checkpoint`` on real weights, and with ``--inputs`` on your own images. Pictures are written as PNG and PDF
-(matplotlib), reproducibly; what each picture shows is written beside it as JSON.
+in :data:`FIGURES`. Offline every figure runs on the embedded models (``shapes-vit``; ``reviews-bert`` for the text
+figure, ``shapes-clip`` for the image-text figure); with ``--model`` and ``--checkpoint`` on real weights, and with
+``--inputs`` on your own images. Pictures are written as PNG and PDF (matplotlib), reproducibly; what each picture
+shows is written beside it as JSON.
 
-Adding a figure (e.g. once a model family lands): write ``relevance/figures/<name>.py`` with ``TITLE`` and
+Adding a figure (e.g. for a new model family): write ``relevance/figures/<name>.py`` with ``TITLE`` and
 ``make(request)``, and add one :class:`FigureSpec` line to :data:`FIGURES`.
 """
 
