@@ -20,7 +20,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -271,17 +271,33 @@ def _check_method(name: str) -> str:
                          f"aliases: {aliases}") from None
 
 
-def _load_model(args: argparse.Namespace):
+def load_cli_model(args: argparse.Namespace, modality: str = "image") -> Any:
+    """The model of ``--model`` / ``--checkpoint`` / ``--device`` (no ``--model``: the ``modality``'s default),
+    every loading problem as a :class:`UsageError` that names the model.
+
+    Parameters
+    ----------
+    args:
+        The parsed options.
+    modality:
+        ``"image"``, ``"text"`` or ``"image-text"``: whose default model an absent ``--model`` means.
+
+    Returns
+    -------
+    Any
+        The loaded model, in eval mode.
+    """
     import relevance.models as models
 
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UsageError(f"checkpoint not found: {args.checkpoint}")
     try:
-        return models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
+        return models.load_model(args.model, checkpoint=args.checkpoint, device=args.device, modality=modality)
     except models.UnknownModelError as error:
         raise UsageError(str(error)) from None
     except (ValueError, TypeError, RuntimeError, OSError) as error:
-        raise UsageError(f"cannot load model {args.model or '(default)'}: {error}") from None
+        default = "(default)" if modality == "image" else f"(the {modality} default)"
+        raise UsageError(f"cannot load model {args.model or default}: {error}") from None
 
 
 def _setup(args: argparse.Namespace) -> _Setup:
@@ -290,7 +306,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
     method = _check_method(args.method)
     options = parse_options(args.option, method)
     args.device = _check_device(args.device)
-    model = _load_model(args)
+    model = load_cli_model(args)
     adapter = adapter_for(model)
     name = args.model or adapter.info.name or type(model).__name__
     if "image" not in adapter.depths():

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from relevance.cli.explain import (EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, UsageError, _check_device, _check_method,
-                                   _Reporter, _unique_stem, collect_images, draw_overlay, parse_options, slugify)
+                                   _Reporter, _unique_stem, collect_images, draw_overlay, load_cli_model,
+                                   parse_options, slugify)
 from relevance.cli.explain_text import (_unique, excerpt, heatmap_options, model_name, text_name, text_slug,
                                         write_heatmaps)
 
@@ -72,19 +73,6 @@ class _PairSetup:
     max_tokens: int = 0
 
 
-def _load(args: argparse.Namespace) -> Any:
-    import relevance.models as models
-
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise UsageError(f"checkpoint not found: {args.checkpoint}")
-    try:
-        return models.load_model(args.model, checkpoint=args.checkpoint, device=args.device, modality="image-text")
-    except models.UnknownModelError as error:
-        raise UsageError(str(error)) from None
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
-        raise UsageError(f"cannot load model {args.model or '(the image-text default)'}: {error}") from None
-
-
 def _setup(args: argparse.Namespace) -> _PairSetup:
     from relevance.adapter import adapter_for
 
@@ -100,7 +88,7 @@ def _setup(args: argparse.Namespace) -> _PairSetup:
     method = _check_method(args.method)
     options = parse_options(args.option, method)
     args.device = _check_device(args.device)
-    model = _load(args)
+    model = load_cli_model(args, "image-text")
     name = model_name(model, args.model)
     if not is_image_text(model):
         depths = adapter_for(model).depths()

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from relevance.cli.explain import (EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, UsageError, _check_device, _check_method,
-                                   _Reporter, class_label, overlay_label, resolve_target, slugify)
+                                   _Reporter, class_label, load_cli_model, overlay_label, resolve_target,
+                                   slugify)
 
 #: Width of the PNG heatmaps, in pixels.
 PNG_WIDTH = 800
@@ -81,24 +82,13 @@ class _TextSetup:
     max_tokens: int
 
 
-def _load_text_model(args: argparse.Namespace) -> Any:
-    import relevance.models as models
-
-    try:
-        return models.load_model(args.model, checkpoint=args.checkpoint, device=args.device, modality="text")
-    except models.UnknownModelError as error:
-        raise UsageError(str(error)) from None
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
-        raise UsageError(f"cannot load model {args.model or '(the text default)'}: {error}") from None
-
-
 def _setup(args: argparse.Namespace) -> _TextSetup:
     from relevance.adapter import adapter_for
     from relevance.models.text_inputs import max_length
 
     method = _check_method(args.method)
     args.device = _check_device(args.device)
-    model = _load_text_model(args)
+    model = load_cli_model(args, "text")
     name = model_name(model, args.model)
     if adapter_for(model).info.output == "pair_logits":
         raise UsageError(f"{name} is an image-text model: give image files or folders with --text CAPTION")
