@@ -48,6 +48,7 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_CHARS",
     "MAX_TEMPLATE_CHARS",
+    "METHOD_DEFAULT_START",
     "MODES",
     "PairResult",
     "ZERO_SHOT_MODE",
@@ -58,6 +59,7 @@ __all__ = [
     "is_image_text_model",
     "load_image_text_catalog",
     "method_label",
+    "start_layer_choices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,9 @@ CAPTIONS_MODE = "Captions (one per line)"
 ZERO_SHOT_MODE = "Zero-shot labels"
 MODES = (CAPTIONS_MODE, ZERO_SHOT_MODE)
 DEFAULT_METHOD = "gradient_rollout"
+#: The start-layer choice that keeps each method's own default (gradient rollout: the last block, as the ICCV 2021
+#: CLIP notebook; LeGrad: the last two blocks; the others: every block).
+METHOD_DEFAULT_START = "method default"
 #: The shapes world's six shapes, and a template the shapes CLIP knows every word of (as do hub CLIPs).
 DEFAULT_LABELS = "circle, square, triangle, cross, star, ring"
 DEFAULT_TEMPLATE = "a photo of a {}"
@@ -113,9 +118,10 @@ def is_image_text_model(model: torch.nn.Module) -> bool:
 
 
 def image_text_methods() -> list[str]:
-    """The methods that explain image-text pairs, in the engine's order: those computed from the recorded pass
-    (attention, rollout, the LRP family, gradient rollout, LeGrad...); the captum methods explain one input stream
-    and are left out."""
+    """The methods of the tab, in the engine's order: those computed from the recorded pass (attention, rollout, the
+    LRP family, gradient rollout, LeGrad...). The captum methods (saliency, integrated gradients, LIME...) also
+    explain image-text pairs, from Python and the CLI, but cost tens to hundreds of passes per tower and caption,
+    too slow for a shared web page, and are left out."""
     import relevance
 
     return [m for m in relevance.list_methods() if relevance.get_method(m).attribution is None]
@@ -182,7 +188,8 @@ class PairResult:
     warnings: tuple[str, ...]
 
 
-def explain_pair(model: torch.nn.Module, image: np.ndarray, caption: str, *, method: str) -> PairResult:
+def explain_pair(model: torch.nn.Module, image: np.ndarray, caption: str, *, method: str,
+                 start_layers: Mapping[str, int] | None = None) -> PairResult:
     """Explain the similarity of ``image`` (uint8 RGB) and ``caption`` with ``method``.
 
     Parameters
@@ -195,6 +202,9 @@ def explain_pair(model: torch.nn.Module, image: np.ndarray, caption: str, *, met
         One caption, already checked (not empty, within the model's context).
     method:
         As :func:`relevance.explain`.
+    start_layers:
+        The first block per tower (``{"image": 2, "text": 0}``; a tower left out keeps the method's default), for
+        the methods that chain blocks; the others ignore it.
 
     Returns
     -------
@@ -204,10 +214,22 @@ def explain_pair(model: torch.nn.Module, image: np.ndarray, caption: str, *, met
     """
     import relevance
 
-    explanation = relevance.explain(model, image, texts=[caption], method=method)
+    explanation = relevance.explain(model, image, texts=[caption], method=method, start_layer=dict(start_layers or {}))
     return PairResult(overlay=explanation.maps["image"].overlay(0),
                       fragment=str(explanation.maps["text"].html(0, show_special=False)),
                       logit=float(explanation.scores[0]), warnings=tuple(explanation.warnings))
+
+
+def start_layer_choices(depth: int) -> list[Any]:
+    """A start-layer menu: :data:`METHOD_DEFAULT_START`, then the blocks ``0 .. depth - 1``."""
+    return [METHOD_DEFAULT_START, *range(depth)]
+
+
+def _default_depths(catalog: ModelCatalog) -> dict[str, int]:
+    """The towers' depths of the catalog's default model (the menus follow the model the user picks)."""
+    import relevance
+
+    return relevance.adapter_for(catalog.get(catalog.default_label)).depths()
 
 
 # ------------------------------------------------------------------------------------ handlers
@@ -246,6 +268,37 @@ class ImageTextHandlers:
         if method not in self.methods:
             raise DemoError(f"Unknown method {str(method)[:80]!r}. Choose one of: {', '.join(self.methods)}.")
         return str(method)
+
+    @staticmethod
+    def _start_layers(model: torch.nn.Module, image_start: Any, text_start: Any) -> dict[str, int]:
+        """The chosen first block of each tower (towers left at :data:`METHOD_DEFAULT_START` are left out)."""
+        import relevance
+
+        chosen = {}
+        for stream, value in (("image", image_start), ("text", text_start)):
+            if value is None or value == METHOD_DEFAULT_START:
+                continue
+            depth = relevance.adapter_for(model).depths()[stream]
+            try:
+                layer = int(value)
+            except (TypeError, ValueError):
+                layer = -1
+            if not 0 <= layer < depth or str(value).strip() != str(layer):
+                raise DemoError(f"The {stream} start layer must be {METHOD_DEFAULT_START!r} or a block from 0 to "
+                                f"{depth - 1}; got {str(value)[:20]!r}.")
+            chosen[stream] = layer
+        return chosen
+
+    def start_layer_choices(self, model_label: Any) -> tuple[Any, Any]:
+        """The start-layer menus of the chosen model: the method default, then each block of its tower."""
+        import relevance
+
+        try:
+            depths = relevance.adapter_for(self.catalog.get(model_label)).depths()
+        except Exception:  # an unknown label: the explain handler says so
+            return gr.update(), gr.update()
+        return tuple(gr.update(choices=start_layer_choices(depths[stream]), value=METHOD_DEFAULT_START)
+                     for stream in ("image", "text"))
 
     @staticmethod
     def _check_text(model: torch.nn.Module, model_label: str, text: str, what: str) -> None:
@@ -344,16 +397,19 @@ class ImageTextHandlers:
 
     @user_facing_errors
     def explain(self, image_value: Any, mode: Any, captions: Any, labels: Any, template: Any, choice: Any,
-                model_label: Any, method: Any) -> tuple[list[tuple[np.ndarray, str]], str, Any, str, str]:
-        """Explain the image against each caption (or the zero-shot prompt).
+                model_label: Any, method: Any, image_start: Any = METHOD_DEFAULT_START,
+                text_start: Any = METHOD_DEFAULT_START) -> tuple[list[tuple[np.ndarray, str]], str, Any, str, str]:
+        """Explain the image against each caption (or the zero-shot prompt), from the chosen start layers.
 
         Returns the overlays with their captions (a gallery), the token heatmaps (HTML), the zero-shot ranking
         (``None`` for captions), the status and the domain notice.
         """
         model, image, request = self._request(image_value, mode, captions, labels, template, choice, model_label)
         method = self._method(method)
+        starts = self._start_layers(model, image_start, text_start)
         started = time.perf_counter()
-        results = [explain_pair(model, image, caption, method=method) for caption in request.captions]
+        results = [explain_pair(model, image, caption, method=method, start_layers=starts)
+                   for caption in request.captions]
         elapsed = time.perf_counter() - started
         gallery = [(r.overlay, f"{k}. {c} · logit {r.logit:.2f}")
                    for k, (c, r) in enumerate(zip(request.captions, results), 1)]
@@ -371,12 +427,15 @@ class ImageTextHandlers:
 
     @user_facing_errors
     def compare(self, image_value: Any, mode: Any, captions: Any, labels: Any, template: Any, choice: Any,
-                model_label: Any) -> tuple[list[tuple[np.ndarray, str]], str, str]:
+                model_label: Any, image_start: Any = METHOD_DEFAULT_START,
+                text_start: Any = METHOD_DEFAULT_START) -> tuple[list[tuple[np.ndarray, str]], str, str]:
         """Every method for the first caption (zero-shot: the explained prompt): overlays and token heatmaps."""
         model, image, request = self._request(image_value, mode, captions, labels, template, choice, model_label)
+        starts = self._start_layers(model, image_start, text_start)
         caption = request.captions[0]
         started = time.perf_counter()
-        results = [explain_pair(model, image, caption, method=method) for method in self.methods]
+        results = [explain_pair(model, image, caption, method=method, start_layers=starts)
+                   for method in self.methods]
         gallery = [(result.overlay, method_label(method)) for method, result in zip(self.methods, results)]
         items = "".join(f'<div class="it-row" data-method="{method}"><div class="it-row-title">'
                         f"{html.escape(method_label(method))}</div>{result.fragment}</div>"
@@ -437,6 +496,12 @@ def image_text_tab(catalog: ModelCatalog, *, examples: Sequence[str] = (), concu
                 gr.Markdown(unavailable_note(catalog), elem_id="it-unavailable-models")
                 method = gr.Dropdown(choices=[(method_label(m), m) for m in handlers.methods], value=default_method,
                                      label="Method", filterable=False, elem_id="it-method")
+                depths = _default_depths(catalog)
+                with gr.Row():
+                    image_start = gr.Dropdown(choices=start_layer_choices(depths["image"]), value=METHOD_DEFAULT_START,
+                                              label="Image start layer", filterable=False, elem_id="it-image-start")
+                    text_start = gr.Dropdown(choices=start_layer_choices(depths["text"]), value=METHOD_DEFAULT_START,
+                                             label="Text start layer", filterable=False, elem_id="it-text-start")
                 with gr.Row():
                     explain_button = gr.Button("Explain", variant="primary", elem_id="it-explain")
                     compare_button = gr.Button("Compare methods", elem_id="it-compare-button")
@@ -463,13 +528,16 @@ def image_text_tab(catalog: ModelCatalog, *, examples: Sequence[str] = (), concu
     image.upload(**clear)
     image.clear(**clear)
     model.change(**clear)
+    model.change(handlers.start_layer_choices, inputs=[model], outputs=[image_start, text_start], queue=False,
+                 api_visibility="private")
     if example_set is not None:
         # an example holds captions: show them (the captions mode), and empty the previous results
         example_set.load_input_event.then(handlers.captions_mode, outputs=[mode], queue=False,
                                           api_visibility="private").then(**clear)
     inputs = [image, mode, captions, labels, template, choice, model]
-    explain_button.click(handlers.explain, inputs=[*inputs, method],
+    explain_button.click(handlers.explain, inputs=[*inputs, method, image_start, text_start],
                          outputs=[overlays, heatmaps, ranking, status, notice], api_name="explain_image_text", **common)
-    compare_button.click(handlers.compare, inputs=inputs, outputs=[compare_gallery, comparison, status],
+    compare_button.click(handlers.compare, inputs=[*inputs, image_start, text_start],
+                         outputs=[compare_gallery, comparison, status],
                          api_name="compare_image_text", **common)
     return handlers

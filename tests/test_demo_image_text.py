@@ -23,8 +23,9 @@ import relevance  # noqa: E402
 from demos import app as demo_app  # noqa: E402
 from demos.app_image_text import (CAPTIONS_MODE, DEFAULT_LABELS, DEFAULT_TEMPLATE,  # noqa: E402
                                   EMBEDDED_IMAGE_TEXT_LABEL, HUB_IMAGE_TEXT_MODELS, MAX_CAPTION_CHARS, MAX_CAPTIONS,
-                                  MAX_LABELS, NOT_CACHED_REASON, ZERO_SHOT_MODE, ImageTextHandlers, example_captions,
-                                  image_text_methods, load_image_text_catalog, method_label)
+                                  MAX_LABELS, METHOD_DEFAULT_START, NOT_CACHED_REASON, ZERO_SHOT_MODE,
+                                  ImageTextHandlers, example_captions, image_text_methods, load_image_text_catalog,
+                                  method_label)
 from demos.app_models import ModelCatalog  # noqa: E402
 from demos.app_testing import chromium_context, serving, tiny_vit  # noqa: E402
 from relevance.images import load_image  # noqa: E402
@@ -79,7 +80,7 @@ def test_the_methods_are_those_that_explain_image_text_pairs():
     assert method_label("attention") == "Raw attention (same image map for every caption)"
     assert method_label("attnlrp") == "AttnLRP (signed: blue \u2212, red +)"
     assert methods[:2] == ["attention", "rollout"] and {"gradient_rollout", "attnlrp", "legrad"} <= set(methods)
-    assert not {"saliency", "integrated_gradients", "lime"} & set(methods)  # captum: one input stream only
+    assert not {"saliency", "integrated_gradients", "lime"} & set(methods)  # captum: too slow for a web page
 
 
 @pytest.mark.parametrize("method", ["gradient_rollout", "attnlrp", "legrad"])
@@ -102,6 +103,31 @@ def test_each_caption_gets_the_map_of_explaining_that_pair(handlers, model, meth
     best = captions[int(np.argmax(logits))]
     assert "for 4 caption(s)" in status and f"the most similar: **{best}**" in status
     assert ranking is None and notice == ""
+
+
+def test_the_start_layers_of_each_tower_reach_the_engine(handlers, model):
+    caption = "a photo of a green star"
+    image = load_image(SCENE)
+    gallery, rows, *_ = handlers.explain(str(SCENE), CAPTIONS_MODE, caption, DEFAULT_LABELS, DEFAULT_TEMPLATE, "",
+                                         SHAPES, "gradient_rollout", 0, "1")
+    chosen, overlay, fragment = engine_pair(model, image, caption, "gradient_rollout",
+                                            start_layer={"image": 0, "text": 1})
+    assert np.array_equal(gallery[0][0], overlay) and fragment in rows
+    assert chosen.start_layers == {"image": 0, "text": 1}
+    default, default_overlay, _ = engine_pair(model, image, caption, "gradient_rollout")
+    assert default.start_layers != chosen.start_layers and not np.array_equal(default_overlay, overlay)
+    only_text = handlers.explain(str(SCENE), CAPTIONS_MODE, caption, DEFAULT_LABELS, DEFAULT_TEMPLATE, "", SHAPES,
+                                 "gradient_rollout", METHOD_DEFAULT_START, 1)[0]
+    _, expected, _ = engine_pair(model, image, caption, "gradient_rollout", start_layer={"text": 1})
+    assert np.array_equal(only_text[0][0], expected)
+    depth = relevance.adapter_for(model).depths()["image"]
+    image_menu, text_menu = handlers.start_layer_choices(SHAPES)
+    assert image_menu["choices"][0] == METHOD_DEFAULT_START and len(image_menu["choices"]) == depth + 1
+    for bad in (depth, -1, "two", "1.5"):
+        with pytest.raises(gr.Error, match=f"The image start layer must be 'method default' or a block from 0 to "
+                                           f"{depth - 1}"):
+            handlers.explain(str(SCENE), CAPTIONS_MODE, caption, DEFAULT_LABELS, DEFAULT_TEMPLATE, "", SHAPES,
+                             "gradient_rollout", bad, METHOD_DEFAULT_START)
 
 
 def test_zero_shot_ranks_the_labels_and_explains_the_best_or_chosen_prompt(handlers, model):
