@@ -382,3 +382,25 @@ def test_imagenet_segmentation_reader_and_test(tmp_path):
         f.create_dataset("x", data=[1])
     with pytest.raises(ValueError, match="gtsegs"):
         ImageNetSegmentation(bad)
+
+
+def test_start_layers_follow_the_papers_then_each_methods_own_default():
+    """The shapes benchmark starts transformer attribution and rollout at block 1 and gradient rollout at 0 (the
+    papers' scripts), LeGrad at its own default (the last two blocks), and ``start_layer`` overrides them all; the
+    text protocols use the family's convention (0 for BERT), else the method's own default."""
+    import relevance.models
+    from relevance.cli.protocols.texts import start_layers_of
+    from relevance.evaluation.shapes_benchmark import resolve_methods
+
+    vit = relevance.models.create("shapes-vit")
+    depth = len(vit.blocks)
+    methods = ["transformer_attribution", "rollout", "gradient_rollout", "legrad", "attention"]
+    names, starts = resolve_methods(vit, methods, None, True)
+    assert names == [*methods, "random"]
+    assert starts == {"transformer_attribution": 1, "rollout": 1, "gradient_rollout": 0, "legrad": depth - 2}
+    assert resolve_methods(vit, methods, 0, False)[1] == dict.fromkeys(starts, 0)
+    bert = relevance.models.create("reviews-bert")
+    text_depth = relevance.adapter_for(bert).depths()["text"]
+    assert start_layers_of(bert, methods, None) == {"transformer_attribution": 0, "rollout": 0,
+                                                    "gradient_rollout": 0, "legrad": text_depth - 2}
+    assert start_layers_of(bert, ["legrad"], -1) == {"legrad": text_depth - 1}

@@ -227,7 +227,7 @@ def relevance_maps(model: torch.nn.Module, pixels: torch.Tensor, targets: torch.
 def resolve_methods(model: torch.nn.Module, methods: Sequence[str] | None, start_layer: int | None,
                     random_reference: bool) -> tuple[list[str], dict[str, int]]:
     """Canonical method names (plus the random reference) and the start layer of those that chain blocks (the
-    papers' scripts unless ``start_layer``; clipped to the model's depth)."""
+    papers' scripts, else the method's own default, unless ``start_layer``; clipped to the model's depth)."""
     import relevance
 
     names = list(methods) if methods else relevance.list_methods()
@@ -237,9 +237,11 @@ def resolve_methods(model: torch.nn.Module, methods: Sequence[str] | None, start
     depth = len(model.blocks)
     start_layers = {}
     for m in names:
-        if m != RANDOM and relevance.get_method(m).uses_start_layer:
-            sl = PAPER_START_LAYER.get(m, 0) if start_layer is None else int(start_layer)
-            start_layers[m] = min(sl, depth - 1)
+        spec = relevance.get_method(m) if m != RANDOM else None
+        if spec is not None and spec.uses_start_layer:
+            own = spec.default_start_layer or 0  # the method's own default (LeGrad: the last two blocks)
+            sl = PAPER_START_LAYER.get(m, own if own >= 0 else depth + own) if start_layer is None else int(start_layer)
+            start_layers[m] = min(max(sl, 0), depth - 1)
     return names, start_layers
 
 

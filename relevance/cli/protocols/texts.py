@@ -39,7 +39,7 @@ def methods_of(args: argparse.Namespace) -> list[str]:
 def start_layers_of(model: Any, methods: Sequence[str], override: int | None,
                     defaults: Mapping[str, int] | None = None) -> dict[str, int]:
     """The first block of every method that chains blocks: ``override`` (``--start-layer``; negative counts from the
-    end), else ``defaults``, else the model family's convention (0 for BERT)."""
+    end), else ``defaults``, else the model family's convention (0 for BERT), else the method's own default."""
     import relevance
     from relevance.adapter import adapter_for
 
@@ -53,8 +53,9 @@ def start_layers_of(model: Any, methods: Sequence[str], override: int | None,
             start = override
         elif defaults and method in defaults:
             start = defaults[method]
-        else:
-            start = adapter.info.conventions.start_layer.get(method, 0)
+        else:  # the family's convention, else the method's own default (LeGrad: the last two blocks), else 0
+            own = relevance.get_method(method).default_start_layer
+            start = adapter.info.conventions.start_layer.get(method, 0 if own is None else own)
         if not -depth <= start < depth:
             raise UsageError(f"--start-layer must lie in 0..{depth - 1} (or -{depth}..-1) for this {depth}-block "
                              f"model, got {start}")
