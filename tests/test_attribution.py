@@ -405,6 +405,8 @@ def test_without_a_stream_a_pair_model_gets_each_towers_map(pair_model, name, op
         torch.testing.assert_close(named.maps["text"].values, both.maps["text"].values, rtol=0, atol=0)
     with pytest.raises(ValueError, match="feature ids belong to one stream"):
         relevance.explain(pair_model, pixels, texts=texts, method="occlusion", features=torch.zeros(16, 16).long())
+    with pytest.raises(ValueError, match="names one stream's input: pass stream="):
+        relevance.explain(pair_model, pixels, texts=texts, method="saliency", site="pixels")
 
 
 def test_gradient_methods_run_under_no_grad_and_need_no_attention(model):

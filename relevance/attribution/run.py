@@ -85,6 +85,9 @@ def explain_attribution(adapter: Adapter, name: str, method: AttributionMethod, 
     if len(streams) > 1 and isinstance(resolved["features"], (Tensor, np.ndarray)):
         raise ValueError("feature ids belong to one stream: pass stream= (one of "
                          f"{', '.join(map(repr, streams))}) with them")
+    if len(streams) > 1 and resolved["site"] is not None:
+        raise ValueError(f"site={resolved['site']!r} names one stream's input: pass stream= (one of "
+                         f"{', '.join(map(repr, streams))}) with it")
     parts = [_explain_stream(adapter, name, method, resolved, batch, target, stream, several=len(streams) > 1)
              for stream in streams]
     if len(parts) == 1:
