@@ -72,6 +72,9 @@ METHOD_LABELS: dict[str, str] = {
     "partial_lrp": "Partial LRP (Voita et al. 2019)",
     "transformer_attribution": "Transformer attribution (Chefer et al., CVPR 2021)",
     "gradient_rollout": "Gradient rollout (Chefer et al., ICCV 2021)",
+    "attnlrp": "AttnLRP (Achtibat et al., ICML 2024)",
+    "cp_lrp": "CP-LRP (Ali et al., ICML 2022)",
+    "legrad": "LeGrad (Bousselham et al. 2024)",
     "saliency": "Saliency, |gradient| (Simonyan et al. 2014)",
     "input_x_gradient": "Input x gradient (Shrikumar et al. 2016)",
 }
@@ -85,6 +88,9 @@ METHOD_CAPTIONS: dict[str, str] = {
     "partial_lrp": "Partial LRP",
     "transformer_attribution": "Transformer attribution",
     "gradient_rollout": "Gradient rollout",
+    "attnlrp": "AttnLRP",
+    "cp_lrp": "CP-LRP",
+    "legrad": "LeGrad",
     "saliency": "Saliency",
     "input_x_gradient": "Input x gradient",
 }

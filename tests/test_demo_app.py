@@ -672,3 +672,10 @@ def test_api_refuses_uploads_over_the_size_cap(demo_server, tmp_path):
     with too_big.open("rb") as handle:
         response = httpx.post(f"{demo_server}gradio_api/upload", files={"files": ("big.png", handle)}, timeout=60)
     assert response.status_code == 413
+
+
+def test_every_method_of_the_image_tab_has_a_readable_name():
+    methods = app_engine.method_names()
+    assert {"attnlrp", "cp_lrp", "legrad", "transformer_attribution"} <= set(methods)
+    missing = [m for m in methods if m not in METHOD_LABELS or m not in METHOD_CAPTIONS]
+    assert not missing, f"methods shown by their raw name: {missing}"
