@@ -13,12 +13,15 @@ Run it with ``relevance demo [--host 127.0.0.1] [--port 7860] [--share] [--devic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 # Keep Gradio and the hub client quiet and off the network unless the user says otherwise.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -216,19 +219,33 @@ def run(args: argparse.Namespace) -> int:
     labels = [*catalog.labels, *text_catalog.labels, *image_text_catalog.labels]
     print(f"Loaded {', '.join(labels)} in {time.perf_counter() - started:.1f} s.", flush=True)
     app = build_app(catalog, text_models=text_catalog, image_text_models=image_text_catalog)
-    try:
-        url = launch_app(app, host=args.host, port=args.port, share=args.share)
-        print(f"relevance demo running at {url}" + (f" (public: {app.share_url})" if app.share_url else ""))
-        print("Press Ctrl+C to stop.", flush=True)
-        app.block_thread()
-    except KeyboardInterrupt:
-        pass
-    except OSError as error:
-        print(f"relevance demo: cannot start the server: {error}", file=sys.stderr)
-        return 1
-    finally:
-        app.close()
+    with _stop_on_signals() as stop:
+        try:
+            url = launch_app(app, host=args.host, port=args.port, share=args.share)
+            print(f"relevance demo running at {url}" + (f" (public: {app.share_url})" if app.share_url else ""))
+            print("Press Ctrl+C to stop.", flush=True)
+            while not stop.wait(0.2):
+                pass
+        except OSError as error:
+            print(f"relevance demo: cannot start the server: {error}", file=sys.stderr)
+            return 1
+        finally:
+            app.close()
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """While the server runs, Ctrl+C (SIGINT) and SIGTERM set the event yielded instead of raising
+    ``KeyboardInterrupt`` wherever the main thread happens to be (inside the server's start-up, say, where an
+    exception can leave a lock held and the shutdown waiting on it); the previous handlers come back afterwards."""
+    event = threading.Event()
+    previous = {number: signal.signal(number, lambda *_: event.set()) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
