@@ -224,14 +224,19 @@ def run(args: argparse.Namespace) -> int:
             url = launch_app(app, host=args.host, port=args.port, share=args.share)
             print(f"relevance demo running at {url}" + (f" (public: {app.share_url})" if app.share_url else ""))
             print("Press Ctrl+C to stop.", flush=True)
-            while not stop.wait(0.2):
-                pass
+            _serve_until_stopped(app, stop)
         except OSError as error:
             print(f"relevance demo: cannot start the server: {error}", file=sys.stderr)
             return 1
         finally:
             app.close()
     return 0
+
+
+def _serve_until_stopped(app: gr.Blocks, stop: threading.Event) -> None:
+    """Keep the main thread waiting (the server runs in its own threads) until Ctrl+C or SIGTERM sets ``stop``."""
+    while not stop.wait(0.2):
+        pass
 
 
 @contextlib.contextmanager

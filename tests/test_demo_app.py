@@ -498,15 +498,16 @@ def _serve_once(monkeypatch, tiny_model, argv: list[str]) -> dict:
         seen["device"] = device
         return ModelCatalog.from_models({TINY: tiny_model})
 
-    def stop_when_up(app):
+    def stop_when_up(app, stop):
         port = app.server_port
         seen.update(host=app.server_name, port=port, share=app.share,
                     on_127_0_0_1=_accepts_connections("127.0.0.1", port),
                     on_127_0_0_2=_accepts_connections("127.0.0.2", port))  # loopback too, but another address
-        raise KeyboardInterrupt  # Ctrl+C
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C: the demo's handler sets the stop event, nothing is raised
+        seen["stopped"] = stop.wait(5)
 
     monkeypatch.setattr(demo_app, "load_catalog", tiny_catalog)
-    monkeypatch.setattr(gr.Blocks, "block_thread", stop_when_up)
+    monkeypatch.setattr(demo_app, "_serve_until_stopped", stop_when_up)
     parser = argparse.ArgumentParser()
     demo_app.add_arguments(parser)
     assert demo_app.run(parser.parse_args(argv)) == 0
@@ -523,11 +524,12 @@ def test_the_demo_serves_this_machine_only_unless_told_otherwise(monkeypatch, ti
     port = free_port()
     seen = _serve_once(monkeypatch, tiny_model, ["--port", str(port)])
     assert seen == {"device": "cpu", "host": "127.0.0.1", "port": port, "share": False,
-                    "on_127_0_0_1": True, "on_127_0_0_2": False}  # bound to 127.0.0.1, not to every address
+                    "on_127_0_0_1": True, "on_127_0_0_2": False, "stopped": True}  # 127.0.0.1, not every address
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl+C works as before afterwards
     port = free_port()
     seen = _serve_once(monkeypatch, tiny_model, ["--host", "127.0.0.2", "--port", str(port), "--device", "cpu:0"])
     assert seen == {"device": "cpu:0", "host": "127.0.0.2", "port": port, "share": False,
-                    "on_127_0_0_1": False, "on_127_0_0_2": True}
+                    "on_127_0_0_1": False, "on_127_0_0_2": True, "stopped": True}
 
 
 def test_demo_command_starts_offline_within_seconds(tmp_path):
