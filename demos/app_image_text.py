@@ -21,7 +21,6 @@ size and pixel caps, greyscale and alpha converted to RGB); captions are capped 
 from __future__ import annotations
 
 import html
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 
 from demos import app_engine
 from demos.app_common import DemoError, domain_notice, unavailable_note, uploaded_file, user_facing_errors
-from demos.app_models import ModelCatalog, UnknownModelError
+from demos.app_models import ModelCatalog, UnknownModelError, load_cached_catalog
 
 __all__ = [
     "CAPTIONS_MODE",
@@ -62,7 +61,6 @@ __all__ = [
     "start_layer_choices",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: Dropdown label of the embedded image-text model.
 EMBEDDED_IMAGE_TEXT_LABEL = "Shapes CLIP (embedded, offline)"
@@ -72,7 +70,6 @@ HUB_IMAGE_TEXT_MODELS: dict[str, str] = {
     "CLIP ViT-B/32 (OpenAI)": "openai/clip-vit-base-patch32",
 }
 NOT_CACHED_REASON = "not in the local Hugging Face cache (the demo never downloads image-text models)"
-LOAD_FAILED_REASON = "its weights could not be loaded (details in the server log)"
 
 #: Most captions (or zero-shot labels' prompts explained at once) per request.
 MAX_CAPTIONS = 8
@@ -142,25 +139,11 @@ def load_image_text_catalog(device: str | torch.device = "cpu", *, hub: Mapping[
                             cached: Callable[[str], bool] | None = None) -> ModelCatalog:
     """The image-text models the tab serves, loaded once: the hub CLIPs already in the local cache (``cached``,
     default :func:`relevance.models.hub.cached_hf_repo`; nothing is downloaded), then the embedded shapes-clip."""
-    import relevance.models as models
-    from relevance.models.hub import cached_hf_repo
     from relevance.models.shapes_clip import load_shapes_clip
 
-    is_cached = cached or cached_hf_repo
-    loaded: dict[str, torch.nn.Module] = {}
-    unavailable: dict[str, str] = {}
-    for label, name in (HUB_IMAGE_TEXT_MODELS if hub is None else hub).items():
-        try:
-            if not is_cached(name):
-                unavailable[label] = NOT_CACHED_REASON
-                continue
-            loaded[label] = models.create(name, device=str(device), modality="image-text")
-        except Exception:  # a broken cache entry must not stop the demo
-            logger.warning("could not load the image-text model %s", name, exc_info=True)
-            unavailable[label] = LOAD_FAILED_REASON
-    hub_labels = frozenset(loaded)
-    loaded[EMBEDDED_IMAGE_TEXT_LABEL] = load_shapes_clip(device=device)
-    return ModelCatalog(models=loaded, unavailable=unavailable, hub_labels=hub_labels)
+    return load_cached_catalog(HUB_IMAGE_TEXT_MODELS if hub is None else hub, modality="image-text", embedded_label=EMBEDDED_IMAGE_TEXT_LABEL,
+                               load_embedded=lambda: load_shapes_clip(device=device), device=device, cached=cached,
+                               not_cached_reason=NOT_CACHED_REASON)
 
 
 def example_captions(path: str | Path) -> list[str]:

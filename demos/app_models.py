@@ -24,6 +24,7 @@ __all__ = [
     "UnknownModelError",
     "hub_models",
     "hub_weights_available",
+    "load_cached_catalog",
     "load_catalog",
 ]
 
@@ -179,4 +180,51 @@ def load_catalog(
     if not loaded:
         reasons = "; ".join(f"{label}: {reason}" for label, reason in unavailable.items())
         raise RuntimeError(f"no model could be loaded ({reasons})")
+    return ModelCatalog(models=loaded, unavailable=unavailable, hub_labels=hub_labels)
+
+
+def load_cached_catalog(hub: Mapping[str, str], *, modality: str, embedded_label: str,
+                        load_embedded: Callable[[], torch.nn.Module], device: str | torch.device = "cpu",
+                        cached: Callable[[str], bool] | None = None, not_cached_reason: str) -> ModelCatalog:
+    """A tab's catalog, loaded once: the hub models already in the local Hugging Face cache (nothing is
+    downloaded), then the embedded model, always.
+
+    Parameters
+    ----------
+    hub:
+        Dropdown label -> hub name of the models offered when cached.
+    modality:
+        ``"text"`` or ``"image-text"``: passed to :func:`relevance.models.create`.
+    embedded_label, load_embedded:
+        The embedded model's label and its loader.
+    device:
+        Where the models run.
+    cached:
+        Whether a hub name is in the local cache (default :func:`relevance.models.hub.cached_hf_repo`).
+    not_cached_reason:
+        What the page says about a hub model that is not cached.
+
+    Returns
+    -------
+    ModelCatalog
+        The loaded models by label, and the hub models not offered with why (a broken cache entry is logged and
+        listed, it never stops the demo).
+    """
+    import relevance.models as models
+    from relevance.models.hub import cached_hf_repo
+
+    is_cached = cached or cached_hf_repo
+    loaded: dict[str, torch.nn.Module] = {}
+    unavailable: dict[str, str] = {}
+    for label, name in hub.items():
+        try:
+            if not is_cached(name):
+                unavailable[label] = not_cached_reason
+                continue
+            loaded[label] = models.create(name, device=str(device), modality=modality)
+        except Exception:  # a broken cache entry must not stop the demo
+            logger.warning("could not load the %s model %s", modality, name, exc_info=True)
+            unavailable[label] = LOAD_FAILED_REASON
+    hub_labels = frozenset(loaded)
+    loaded[embedded_label] = load_embedded()
     return ModelCatalog(models=loaded, unavailable=unavailable, hub_labels=hub_labels)

@@ -16,7 +16,6 @@ token limit. :func:`text_classification_tab` lays the tab out and wires the even
 from __future__ import annotations
 
 import html
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -26,7 +25,7 @@ import torch
 
 from demos.app_common import DemoError, OverlayFiles, class_names_of, display_names, domain_notice, \
     safe_filename_part, unavailable_note, user_facing_errors
-from demos.app_models import ModelCatalog, UnknownModelError
+from demos.app_models import ModelCatalog, UnknownModelError, load_cached_catalog
 
 __all__ = [
     "EMBEDDED_TEXT_LABEL",
@@ -43,7 +42,6 @@ __all__ = [
     "text_classification_tab",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: Dropdown label of the embedded text model.
 EMBEDDED_TEXT_LABEL = "Reviews BERT (embedded, offline)"
@@ -53,7 +51,6 @@ HUB_TEXT_MODELS: dict[str, str] = {
     "DistilBERT SST-2": "distilbert-base-uncased-finetuned-sst-2-english",
 }
 NOT_CACHED_REASON = "not in the local Hugging Face cache (the demo never downloads text models)"
-LOAD_FAILED_REASON = "its weights could not be loaded (details in the server log)"
 #: Longest text the demo accepts, in characters (the model's own token limit applies too).
 MAX_TEXT_CHARS = 2000
 DEFAULT_METHOD = "transformer_attribution"
@@ -128,25 +125,11 @@ def load_text_catalog(device: str | torch.device = "cpu", *, hub: Mapping[str, s
                       cached: Callable[[str], bool] | None = None) -> ModelCatalog:
     """The text models the tab serves, loaded once: the hub classifiers already in the local cache (``cached``,
     default :func:`relevance.models.hub.cached_hf_repo`; nothing is downloaded), then the embedded reviews-bert."""
-    import relevance.models as models
-    from relevance.models.hub import cached_hf_repo
     from relevance.models.reviews import load_embedded
 
-    is_cached = cached or cached_hf_repo
-    loaded: dict[str, torch.nn.Module] = {}
-    unavailable: dict[str, str] = {}
-    for label, name in (HUB_TEXT_MODELS if hub is None else hub).items():
-        try:
-            if not is_cached(name):
-                unavailable[label] = NOT_CACHED_REASON
-                continue
-            loaded[label] = models.create(name, device=str(device), modality="text")
-        except Exception:  # a broken cache entry must not stop the demo
-            logger.warning("could not load the text model %s", name, exc_info=True)
-            unavailable[label] = LOAD_FAILED_REASON
-    hub_labels = frozenset(loaded)
-    loaded[EMBEDDED_TEXT_LABEL] = load_embedded(device=device)
-    return ModelCatalog(models=loaded, unavailable=unavailable, hub_labels=hub_labels)
+    return load_cached_catalog(HUB_TEXT_MODELS if hub is None else hub, modality="text", embedded_label=EMBEDDED_TEXT_LABEL,
+                               load_embedded=lambda: load_embedded(device=device), device=device, cached=cached,
+                               not_cached_reason=NOT_CACHED_REASON)
 
 
 def method_label(method: str) -> str:
