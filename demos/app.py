@@ -245,7 +245,8 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     ``KeyboardInterrupt`` wherever the main thread happens to be (inside the server's start-up, say, where an
     exception can leave a lock held and the shutdown waiting on it); the previous handlers come back afterwards."""
     event = threading.Event()
-    previous = {number: signal.signal(number, lambda *_: event.set()) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {number: signal.signal(number, lambda *_: event.set()) for number in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(number) is not signal.SIG_IGN}  # ignored (nohup, background): left ignored
     try:
         yield event
     finally:

@@ -510,7 +510,12 @@ def _serve_once(monkeypatch, tiny_model, argv: list[str]) -> dict:
     monkeypatch.setattr(demo_app, "_serve_until_stopped", stop_when_up)
     parser = argparse.ArgumentParser()
     demo_app.add_arguments(parser)
-    assert demo_app.run(parser.parse_args(argv)) == 0
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+    try:
+        assert demo_app.run(parser.parse_args(argv)) == 0
+        seen["restored"] = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl+C as before, after
+    finally:
+        signal.signal(signal.SIGINT, before)
     return seen
 
 
@@ -524,12 +529,12 @@ def test_the_demo_serves_this_machine_only_unless_told_otherwise(monkeypatch, ti
     port = free_port()
     seen = _serve_once(monkeypatch, tiny_model, ["--port", str(port)])
     assert seen == {"device": "cpu", "host": "127.0.0.1", "port": port, "share": False,
-                    "on_127_0_0_1": True, "on_127_0_0_2": False, "stopped": True}  # 127.0.0.1, not every address
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl+C works as before afterwards
+                    "on_127_0_0_1": True, "on_127_0_0_2": False, "stopped": True,
+                    "restored": True}  # bound to 127.0.0.1, not to every address
     port = free_port()
     seen = _serve_once(monkeypatch, tiny_model, ["--host", "127.0.0.2", "--port", str(port), "--device", "cpu:0"])
     assert seen == {"device": "cpu:0", "host": "127.0.0.2", "port": port, "share": False,
-                    "on_127_0_0_1": False, "on_127_0_0_2": True, "stopped": True}
+                    "on_127_0_0_1": False, "on_127_0_0_2": True, "stopped": True, "restored": True}
 
 
 def test_demo_command_starts_offline_within_seconds(tmp_path):
@@ -542,6 +547,9 @@ def test_demo_command_starts_offline_within_seconds(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "relevance", "demo", "--port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # Ctrl+C as in a terminal, even when this suite runs as a background job (which starts with SIGINT ignored,
+        # and the demo leaves an ignored signal ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         lines = []
