@@ -46,8 +46,8 @@ def demo_model():
 
 
 @pytest.fixture(scope="module")
-def demo_page(demo_model):
-    """A browser page on a freshly served demo app."""
+def demo_browser(demo_model):
+    """The demo app served once for the module, and a browser page on it."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -55,8 +55,16 @@ def demo_page(demo_model):
     with serving(app) as url, chromium_context() as context:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
-        yield page
+        yield page, url
+
+
+@pytest.fixture
+def demo_page(demo_browser):
+    """The page freshly loaded for each test: no state, pending event or stream carries over from the last one."""
+    page, url = demo_browser
+    page.goto(url)
+    page.locator("#status").wait_for()
+    return page
 
 
 @pytest.fixture(scope="module")
