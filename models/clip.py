@@ -604,25 +604,12 @@ def describe(model: CLIP) -> dict:
     return model.config.to_dict()
 
 
-def load_weights(model: CLIP, path: str | Path) -> None:
-    """Load open_clip-named weights (``.safetensors``, or a ``torch.load(weights_only=True)`` file) strictly."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load open_clip-named weights into this package's CLIP or open_clip's own, strictly (``.safetensors``, or a
+    ``torch.load(weights_only=True)`` file; :mod:`relevance.models.checkpoints`)."""
+    from relevance.models.checkpoints import load_exactly, read_state_dict
 
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - report any unpickling failure the same way
-            raise ValueError(f"cannot read checkpoint {path} with weights_only=True: {error}") from error
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match the architecture: missing {sorted(missing)[:8]}, "
-                         f"unexpected {sorted(unexpected)[:8]}")
+    load_exactly(model, read_state_dict(path), path)
 
 
 
@@ -663,7 +650,7 @@ def create(name: str, pretrained: bool = True, checkpoint: str | Path | None = N
         if checkpoint is not None or not (pretrained and tag):
             source = open_clip.create_model(architecture, pretrained=None, **kwargs)
             if checkpoint is not None:
-                _load_open_clip_checkpoint(source, Path(checkpoint))
+                load_weights(source, checkpoint)
         else:
             hub.require_open_clip_weights(architecture, tag)
             source = open_clip.create_model(architecture, pretrained=tag, **kwargs)
@@ -685,22 +672,6 @@ def create(name: str, pretrained: bool = True, checkpoint: str | Path | None = N
     model = from_hf(source.eval(), tokenizer=tokenizer)
     model.info.name = name
     return model
-
-
-def _load_open_clip_checkpoint(module: nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match the architecture: missing {sorted(missing)[:8]}, "
-                         f"unexpected {sorted(unexpected)[:8]}")
 
 
 def _register() -> None:

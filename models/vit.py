@@ -482,32 +482,14 @@ def load_checkpoint(module: nn.Module, path: str | Path) -> None:
     Accepts plain state dicts and the ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers, and original
     (non-timm) layouts through timm's own checkpoint filter. Mismatches raise an error listing the keys.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - report any unpickling failure the same way
-            raise ValueError(f"cannot read checkpoint {path} with weights_only=True: {error}") from error
-    for key in ("model", "state_dict", "model_ema"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} does not hold a state dict")
     from timm.models.vision_transformer import checkpoint_filter_fn
 
+    from relevance.models.checkpoints import load_exactly, read_state_dict
+
+    state = read_state_dict(path)
     if set(state) != set(module.state_dict()):
         state = checkpoint_filter_fn(state, module)
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match the architecture: missing {sorted(missing)[:8]}, "
-                         f"unexpected {sorted(unexpected)[:8]}")
+    load_exactly(module, state, path)
 
 
 def describe(model: VisionTransformer) -> dict:

@@ -278,3 +278,35 @@ def test_the_pad_baseline_of_a_caption_is_its_words_replaced_by_the_padding_id()
     torch.testing.assert_close(totals - result.extras["convergence_delta"], score - baseline, rtol=1e-9, atol=1e-9)
     assert result.extras["convergence_delta"].abs().max() < 1e-2 * (score - baseline).abs().max()
     assert (result.text_relevance[text.special] == 0).all()
+
+
+def test_open_clip_checkpoints_load_safely_and_exactly(tmp_path):
+    """``open_clip:<architecture> --checkpoint`` and the embedded model load through
+    :func:`relevance.models.clip.load_weights`: a wrapped torch file loads, an arbitrary pickle is refused, and any
+    architecture mismatch is an error naming the keys."""
+    import pickle
+
+    source, target = open_clip_model(seed=0), open_clip_model(seed=1)
+    torch.save({"state_dict": source.state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
+    clip.load_weights(target, tmp_path / "wrapped.pt")
+    for name, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], value), name
+
+    marker = tmp_path / "executed"
+
+    class Payload:  # an arbitrary object whose unpickling creates a file: weights_only=True must refuse it
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"state_dict": Payload()}, tmp_path / "evil.pt")  # torch's own format, as a real attack would be
+    with pytest.raises(ValueError, match="weights_only"):
+        clip.load_weights(target, tmp_path / "evil.pt")
+    assert not marker.exists()
+    wider = open_clip_model(seed=0, embed_dim=32)
+    torch.save(wider.state_dict(), tmp_path / "wider.pt")
+    with pytest.raises((ValueError, RuntimeError), match="size mismatch|does not match"):
+        clip.load_weights(target, tmp_path / "wider.pt")
+    partial = {k: v for k, v in source.state_dict().items() if not k.startswith("visual.")}
+    torch.save(partial, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="does not match the architecture: missing"):
+        clip.load_weights(target, tmp_path / "partial.pt")
