@@ -273,3 +273,14 @@ def test_annotate_keeps_the_size_and_changes_only_the_band():
     assert long.shape == image.shape
     with pytest.raises(ValueError, match="position"):
         annotate(image, "x", position="left")
+
+
+def test_the_mask_edge_is_the_masks_pixels_with_a_neighbour_outside():
+    from relevance.render import mask_edge
+
+    mask = np.zeros((6, 7), dtype=bool)
+    mask[1:5, 2:6] = True  # a 4 x 4 square
+    expected = mask.copy()
+    expected[2:4, 3:5] = False  # its 2 x 2 interior
+    np.testing.assert_array_equal(mask_edge(mask), expected)
+    assert not mask_edge(np.ones((3, 3), dtype=bool)).any()  # the image border is not outside the mask

@@ -149,7 +149,7 @@ class GroundingResult:
         rollout) and the caption's most relevant word."""
         from PIL import Image
 
-        from relevance.render import overlay, side_by_side
+        from relevance.render import mask_edge, overlay, side_by_side
 
         count = min(rows or len(next(iter(self.figure_maps.values()))), len(next(iter(self.figure_maps.values()))))
         tiles, titles = [], []
@@ -158,7 +158,7 @@ class GroundingResult:
             mask = np.asarray(Image.fromarray(sample.target_mask.astype(np.uint8) * 255).resize(
                 (tile, tile), Image.Resampling.NEAREST)) > 0
             outlined = big.copy()
-            outlined[_edge(mask)] = (255, 255, 255)
+            outlined[mask_edge(mask)] = (255, 255, 255)
             tiles.append(outlined)
             titles.append(sample.caption.replace("a photo of ", ""))
             for method in self.methods:
@@ -169,15 +169,6 @@ class GroundingResult:
                 top = max(words, key=lambda w: w[1])[0] if words else ""
                 titles.append(f"{_SHORT.get(method, method)}: {top}")
         return side_by_side(tiles, titles, columns=len(self.methods) + 1, tile_height=tile)
-
-
-def _edge(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
 
 
 def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

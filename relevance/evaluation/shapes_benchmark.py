@@ -403,7 +403,7 @@ def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile
     that class-specific and class-agnostic maps can be told apart), one column per method."""
     from PIL import Image
 
-    from relevance.render import overlay, side_by_side
+    from relevance.render import mask_edge, overlay, side_by_side
 
     by_scene: dict[int, list[Sample]] = {}
     for s in result.samples:
@@ -428,7 +428,7 @@ def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile
     for i, s in enumerate(chosen):
         big = np.asarray(Image.fromarray(s.scene.image).resize((tile, tile), Image.Resampling.NEAREST))
         outline = big.copy()
-        edge = _mask_edge(np.asarray(Image.fromarray(s.target_mask.astype(np.uint8) * 255).resize(
+        edge = mask_edge(np.asarray(Image.fromarray(s.target_mask.astype(np.uint8) * 255).resize(
             (tile, tile), Image.Resampling.NEAREST)) > 0)
         outline[edge] = (255, 255, 255)
         tiles.append(outline)
@@ -437,15 +437,6 @@ def figure(model: torch.nn.Module, result: EvaluationResult, rows: int = 6, tile
             tiles.append(overlay(big, maps[m][i], colormap="jet", alpha=0.5))
             titles.append(SHORT_NAMES.get(m, m))
     return side_by_side(tiles, titles, columns=len(result.methods) + 1, tile_height=tile)
-
-
-def _mask_edge(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
 
 
 def markdown_report(result: EvaluationResult, model_name: str) -> str:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from relevance.figures.inputs import FigureRequest, FigureResult, load_model
 from relevance.figures.style import citation_caption, image_grid, method_title
+from relevance.render.image import mask_edge
 
 TITLE = "the segmentation test: ground truth, each method's map and its mean-threshold mask"
 #: Scenes shown offline when ``--samples`` is not given.
@@ -28,12 +29,7 @@ def outline(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = 
     """``image`` (H, W, 3) with the boundary pixels of ``mask`` (resized to the image, nearest) drawn in ``colour``."""
     big = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(image.shape[1::-1],
                                                                             Image.Resampling.NEAREST)) > 0
-    inner = big.copy()
-    inner[1:] &= big[:-1]
-    inner[:-1] &= big[1:]
-    inner[:, 1:] &= big[:, :-1]
-    inner[:, :-1] &= big[:, 1:]
-    edge = big & ~inner
+    edge = mask_edge(big)
     thick = edge.copy()
     thick[1:] |= edge[:-1]
     thick[:, 1:] |= edge[:, :-1]

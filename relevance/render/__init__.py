@@ -1,7 +1,8 @@
 """Drawing relevance: image maps (:mod:`relevance.render.image`) and token maps (:mod:`relevance.render.text`)."""
 
 from relevance.render.colormaps import COLORMAPS, DIVERGING_COLORMAPS, is_diverging
-from relevance.render.image import annotate, colorbar, colorize, normalize, overlay, side_by_side, upsample
+from relevance.render.image import (annotate, colorbar, colorize, mask_edge, normalize, overlay, side_by_side,
+                                    upsample)
 
 __all__ = [
     "COLORMAPS",
@@ -10,6 +11,7 @@ __all__ = [
     "colorbar",
     "colorize",
     "is_diverging",
+    "mask_edge",
     "normalize",
     "overlay",
     "side_by_side",

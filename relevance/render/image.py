@@ -36,6 +36,7 @@ __all__ = [
     "colorbar",
     "annotate",
     "side_by_side",
+    "mask_edge",
 ]
 
 
@@ -479,3 +480,24 @@ def side_by_side(
             draw.text((x + 2, y + 2), str(titles[index]), fill="black", font=font)
         canvas.paste(tile, (x, y + band))
     return np.asarray(canvas).copy()
+
+
+def mask_edge(mask: np.ndarray) -> np.ndarray:
+    """The boundary of a mask: its pixels with a 4-neighbour outside it (the image border does not count).
+
+    Parameters
+    ----------
+    mask:
+        (H, W) bool.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) bool, True on the mask's boundary pixels (to draw an object's outline over a map).
+    """
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
