@@ -79,13 +79,20 @@ def interpret(model, image: torch.Tensor, texts: torch.Tensor, start_layer: int,
     one_hot = torch.sum(one_hot.requires_grad_(True) * logits_per_image)
     model.zero_grad()
 
-    image_attn_blocks = list(dict(model.visual.transformer.resblocks.named_children()).values())
+    image_relevance = _rollout(model.visual.transformer, one_hot, start_layer, batch_size)[:, 0, 1:]
+    return _rollout(model.transformer, one_hot, start_layer_text, batch_size), image_relevance
+
+
+def _rollout(tower, one_hot: torch.Tensor, start_layer: int, batch_size: int) -> torch.Tensor:
+    """The notebook's loop over one tower's blocks: ``R += mean_heads(clamp(grad * A)) @ R`` from ``start_layer``
+    (-1: the last block), R starting at the identity. (B, N, N)."""
+    blocks = list(dict(tower.resblocks.named_children()).values())
     if start_layer == -1:
-        start_layer = len(image_attn_blocks) - 1
-    num_tokens = image_attn_blocks[0].attn_probs.shape[-1]
-    R = torch.eye(num_tokens, num_tokens, dtype=image_attn_blocks[0].attn_probs.dtype)
+        start_layer = len(blocks) - 1
+    num_tokens = blocks[0].attn_probs.shape[-1]
+    R = torch.eye(num_tokens, num_tokens, dtype=blocks[0].attn_probs.dtype)
     R = R.unsqueeze(0).expand(batch_size, num_tokens, num_tokens)
-    for i, blk in enumerate(image_attn_blocks):
+    for i, blk in enumerate(blocks):
         if i < start_layer:
             continue
         grad = torch.autograd.grad(one_hot, [blk.attn_probs], retain_graph=True)[0].detach()
@@ -96,26 +103,7 @@ def interpret(model, image: torch.Tensor, texts: torch.Tensor, start_layer: int,
         cam = cam.reshape(batch_size, -1, cam.shape[-1], cam.shape[-1])
         cam = cam.clamp(min=0).mean(dim=1)
         R = R + torch.bmm(cam, R)
-    image_relevance = R[:, 0, 1:]
-
-    text_attn_blocks = list(dict(model.transformer.resblocks.named_children()).values())
-    if start_layer_text == -1:
-        start_layer_text = len(text_attn_blocks) - 1
-    num_tokens = text_attn_blocks[0].attn_probs.shape[-1]
-    R_text = torch.eye(num_tokens, num_tokens, dtype=text_attn_blocks[0].attn_probs.dtype)
-    R_text = R_text.unsqueeze(0).expand(batch_size, num_tokens, num_tokens)
-    for i, blk in enumerate(text_attn_blocks):
-        if i < start_layer_text:
-            continue
-        grad = torch.autograd.grad(one_hot, [blk.attn_probs], retain_graph=True)[0].detach()
-        cam = blk.attn_probs.detach()
-        cam = cam.reshape(-1, cam.shape[-1], cam.shape[-1])
-        grad = grad.reshape(-1, grad.shape[-1], grad.shape[-1])
-        cam = grad * cam
-        cam = cam.reshape(batch_size, -1, cam.shape[-1], cam.shape[-1])
-        cam = cam.clamp(min=0).mean(dim=1)
-        R_text = R_text + torch.bmm(cam, R_text)
-    return R_text, image_relevance
+    return R
 
 
 def reference_maps(model, mm, image: torch.Tensor, texts: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
