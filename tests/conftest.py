@@ -66,3 +66,14 @@ def vit_config_model(config: str, **overrides):
 #: (alpha 0.01) would set every coefficient to zero.
 FAST_OPTIONS = {"integrated_gradients": dict(n_steps=8), "smoothgrad": dict(n_samples=4),
                 "lime": dict(n_samples=40, alpha=1e-5), "kernel_shap": dict(n_samples=40)}
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (restored after it): the tiny models run fastest on one thread, and far
+    faster than on two when other work shares the CPU. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,7 +13,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +40,7 @@ LABELS = [label.strip() for label in DEFAULT_LABELS.split(",")]
 pytestmark = [  # gradio's queue uses pandas options that pandas 3 deprecates; not ours to fix
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+    pytest.mark.usefixtures("one_thread"),  # conftest.py: the tiny models run fastest on one thread
 ]
 
 
@@ -52,14 +52,6 @@ def model():
 @pytest.fixture(scope="module")
 def handlers(model):
     return ImageTextHandlers(ModelCatalog.from_models({SHAPES: model, TINY: tiny_vit(depth=2)}))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def engine_pair(model, image, caption: str, method: str, **options):

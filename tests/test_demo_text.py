@@ -11,7 +11,6 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -34,6 +33,7 @@ SPLIT_WORD = "the acting was wonderfully moving ."  # "wonderfully" = wonderful 
 pytestmark = [  # gradio's queue uses pandas options that pandas 3 deprecates; not ours to fix
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+    pytest.mark.usefixtures("one_thread"),  # conftest.py: the tiny models run fastest on one thread
 ]
 
 
@@ -46,14 +46,6 @@ def model():
 def handlers(model, tmp_path_factory):
     catalog = ModelCatalog.from_models({REVIEWS: model, TINY: tiny_vit(depth=2)})
     return TextClassificationHandlers(catalog, OverlayFiles(tmp_path_factory.mktemp("text-downloads")))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def engine_fragment(model, text: str, method: str, target: int | None = None, words: bool = False) -> str:

@@ -30,12 +30,7 @@ def model():
     return load_embedded()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: the tiny models run fastest on one thread
 
 
 def _pictures(figure) -> list[np.ndarray]:

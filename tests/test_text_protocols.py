@@ -25,13 +25,7 @@ def model():
     return load_embedded()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model runs fastest on one thread (and far faster than on two when other work shares the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: the tiny models run fastest on one thread
 
 
 def _f1(truth: set[int], chosen: set[int]) -> float:
